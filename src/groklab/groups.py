@@ -19,6 +19,8 @@ __all__ = [
     "cyclic",
     "dihedral",
     "direct_product",
+    "identity_of",
+    "inverse_of",
     "quaternion",
     "symmetric",
 ]
@@ -125,15 +127,17 @@ def quaternion() -> Table:
 def _generators(t: np.ndarray, limit: int) -> list[int] | None:
     """A set S such that every element is a product of elements of S (≤ `limit` of them), or None.
 
-    Greedy: add the smallest element not yet reached, then close under right multiplication.
+    Greedy: add the first element not yet reached, then close under right multiplication.
+    Element 0 is tried last: for the built-in groups it is the identity, which generates nothing.
     """
     m = t.shape[0]
     gens: list[int] = []
     reached = np.zeros(m, dtype=bool)
+    order = np.roll(np.arange(m), -1)
     while not reached.all():
         if len(gens) == limit:
             return None
-        gens.append(int(np.flatnonzero(~reached)[0]))
+        gens.append(int(order[np.flatnonzero(~reached[order])[0]]))
         reached[gens[-1]] = True
         frontier = np.flatnonzero(reached)
         while frontier.size:
@@ -156,7 +160,7 @@ def _first_non_associative(t: np.ndarray) -> tuple[int, int, int] | None:
     light_hit = None
     if gens is not None:
         for g in gens:
-            bad = t[t[:, g], :] != t[:, t[g, :]]  # [a, c]
+            bad = t[t[:, g]] != np.take(t, t[g], axis=1)  # [a, c]: (a∘g)∘c vs a∘(g∘c)
             if bad.any():
                 a, c = np.argwhere(bad)[0]
                 light_hit = (int(a), g, int(c))
@@ -178,12 +182,14 @@ def _first_non_associative(t: np.ndarray) -> tuple[int, int, int] | None:
 def check_group_axioms(table: np.ndarray, name: str) -> None:
     """Raise `GroklabError` naming the first violated group axiom of `table`, else return.
 
-    Checked in order: 2-D and square, integer entries, closure (entries in [0, M)),
+    Checked in order: 2-D, square, integer entries, closure (entries in [0, M)),
     associativity, identity, inverses. Messages look like
     ``table:g.csv is not associative: (3∘5)∘7 = 2 but 3∘(5∘7) = 4``.
     """
     t = np.asarray(table)
-    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+    if t.ndim != 2:
+        raise GroklabError(f"{name} is not a 2-D table: shape {tuple(t.shape)}", field="group")
+    if t.shape[0] != t.shape[1]:
         raise GroklabError(f"{name} is not square: shape {tuple(t.shape)}", field="group")
     m = t.shape[0]
     if m == 0:
