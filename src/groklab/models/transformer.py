@@ -101,14 +101,15 @@ class Transformer(nn.Module):
         X = torch.stack([x_a, x_b, x_eq.expand_as(x_a)], dim=2)  # (E, n, 3, d)
         n = X.shape[1]
         # Plain batched matmuls over E (x @ W^T), elementwise products for the 3-position attention.
-        q = (X[:, :, 2] @ self.W_Q.mT).view(E, n, 1, H, dh)  # (E, n, 1, H, dh): last position only
+        # The query is read at '=' only, and in one layer the '=' input is the same for every pair.
+        q = (x_eq @ self.W_Q.mT).view(E, 1, 1, H, dh)  # (E, 1, 1, H, dh)
         Xf = X.reshape(E, n * N_CTX, -1)  # (E, 3n, d): one bmm per weight, not n small ones
         k = torch.bmm(Xf, self.W_K.mT).view(E, n, N_CTX, H, dh)  # (E, n, 3, H, dh)
         v = torch.bmm(Xf, self.W_V.mT).view(E, n, N_CTX, H, dh)  # (E, n, 3, H, dh)
         scores = (k * q).sum(-1) / math.sqrt(dh)  # (E, n, 3, H)
         attn = scores.softmax(dim=2)  # over key positions
         z = (attn[..., None] * v).sum(2).reshape(E, n, H * dh)  # heads side by side, as the reference
-        resid_mid = X[:, :, 2] + z @ self.W_O.mT  # (E, n, d)
+        resid_mid = x_eq + z @ self.W_O.mT  # (E, n, d)
         pre = resid_mid @ self.W_in.mT + self.b_in[:, None, :]  # (E, n, d_mlp)
         post = torch.relu(pre)
         resid_post = resid_mid + post @ self.W_out.mT + self.b_out[:, None, :]  # (E, n, d)
