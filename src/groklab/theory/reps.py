@@ -81,8 +81,12 @@ def _group(table: Any) -> tuple[np.ndarray, int, np.ndarray]:
     if not ((srt == ar).all() and (np.sort(T, axis=0) == ar[:, None]).all()):
         raise GroklabError("table: not a Latin square (some a∘x = b has no unique x): not a group", "table")
     inv = np.argmax(T == e, axis=1)
-    for a in range(M):  # associativity, one row of triples at a time: (a∘b)∘c == a∘(b∘c)
-        if not np.array_equal(T[T[a]], T[a][T]):
+    # Associativity (a∘b)∘c == a∘(b∘c): every triple up to M = 256, else 10⁵ random triples
+    # (groklab.tasks has already checked built-in and loaded tables in full).
+    rows = range(M) if M <= 256 else np.random.default_rng(_SEED).integers(0, M, 10)
+    for a in rows:
+        cols = slice(None) if M <= 256 else np.random.default_rng(a).integers(0, M, 10**4)
+        if not np.array_equal(T[T[a]][cols], T[a][T][cols]):
             raise GroklabError(f"table: not associative (fails for a = {a}): not a group", "table")
     return T, e, inv
 
@@ -248,6 +252,16 @@ class Irreps:
         return b @ b.T
 
 
+def _conjugates(chi: np.ndarray) -> np.ndarray:
+    """partner[i] = j with χ_j = conj χ_i (i itself for a real-valued χ_i)."""
+    z = np.random.default_rng(_SEED + 2).normal(size=(chi.shape[1], 2)) @ [1, 1j]
+    s, s_conj = chi @ z, chi.conj() @ z  # fingerprints: s_j == s_conj_i iff χ_j = conj χ_i
+    partner = np.argmin(np.abs(s[None, :] - s_conj[:, None]), axis=1)
+    if np.abs(chi[partner] - chi.conj()).max() > 1e-6 or np.any(partner[partner] != np.arange(len(chi))):
+        raise RuntimeError("character table: complex conjugates do not pair up (numerical failure)")
+    return partner
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -287,32 +301,54 @@ def _build(table: Any) -> Irreps:
     else:
         keys = [(d[i], not np.allclose(chi[i], 1.0), *np.round(-chi[i].real, 6), *np.round(-chi[i].imag, 6))
                 for i in range(len(d))]
-        order = []
+        partner = _conjugates(chi)
+        order, seen = [], set()
         for i in sorted(range(len(d)), key=lambda i: keys[i]):  # each conj χ right after its χ
-            if i not in order:
-                order.append(i)
-                order += [j for j in range(len(d)) if j != i and np.abs(chi[j] - chi[i].conj()).max() < 1e-6]
+            if i not in seen:
+                order += [i] if partner[i] == i else [i, partner[i]]
+                seen.update((i, partner[i]))
     chi, d, fs = chi[order], d[order], fs[order]
     if freq is not None:
         freq = freq[order]
+    partner = _conjugates(chi)
 
-    blocks, cols, used, start = [], [], set(), 0
+    specs, used = [], set()  # (name, members, kind) per real block
     for i in range(len(d)):
         if i in used:
             continue
-        if np.abs(chi[i].imag).max() < 1e-6:
+        if partner[i] == i:
             members, kind = (i,), ("real" if fs[i] >= 0 else "quaternionic")
         else:
-            j = next(j for j in range(len(d)) if j not in used and j != i and np.abs(chi[j] - chi[i].conj()).max() < 1e-6)
-            members, kind = (i, j), "complex"
+            members, kind = (i, int(partner[i])), "complex"
         used.update(members)
         if freq is not None:
-            k = int(min(freq[i], M - freq[i]))
-            name = f"k={k}"
+            name = f"k={int(min(freq[i], M - freq[i]))}"
         elif kind == "complex":
             name = f"ρ{members[0]}+ρ{members[1]} (d={d[i]})"
         else:
             name = f"ρ{i} (d={d[i]})"
+        specs.append((name, members, kind))
+
+    # Blocks with d > 1: one eigh of H = Σ_b (b+1)·P_b, P_b[x, h] = Σ_{m∈b} (d/M) conj χ_m(x h⁻¹)
+    # (real); its eigenspace at b+1 is block b. One M×M eigh instead of one per block.
+    big = [b for b, (_, mem, _) in enumerate(specs) if d[mem[0]] > 1]
+    big_basis = {}
+    if big:
+        xh = cls[T[:, inv]]  # class of x∘h⁻¹, [M, M]
+        H = np.zeros((M, M))
+        for b in big:
+            H += (b + 1) * sum(d[m] / M * chi[m].conj()[xh] for m in specs[b][1]).real
+        lam, Q = np.linalg.eigh((H + H.T) / 2)
+        for b in big:
+            sel = np.abs(lam - (b + 1)) < 0.5
+            want = len(specs[b][1]) * d[specs[b][1][0]] ** 2
+            if sel.sum() != want or np.abs(lam[sel] - (b + 1)).max() > 1e-8:
+                raise RuntimeError(f"projector of block {specs[b][0]} has rank {sel.sum()} != {want}")
+            big_basis[b] = Q[:, sel]
+
+    blocks, cols, start = [], [], 0
+    for b, (name, members, kind) in enumerate(specs):
+        i = members[0]
         dim = len(members) * d[i] ** 2
         if d[i] == 1:  # Re χ, Im χ: the real Fourier basis (cos, sin of frequency k on Z_M)
             c = chi[i, cls]
@@ -320,14 +356,9 @@ def _build(table: Any) -> Irreps:
                 c = c.conj()  # orient so the sine is sin(+2πkm/M), 0 < k < M/2
             vecs = [c.real / np.sqrt(M)] if kind != "complex" else [c.real * np.sqrt(2 / M), c.imag * np.sqrt(2 / M)]
             basis = np.stack(vecs, axis=1)
-        else:  # eigenbasis of the real projector P[x, h] = Σ (d/M) conj χ(x h⁻¹)
-            xh = cls[T[:, inv]]  # class of x∘h⁻¹, [M, M]
-            P = sum(d[m] / M * chi[m].conj()[xh] for m in members).real
-            lam, Q = np.linalg.eigh((P + P.T) / 2)
-            if np.sum(lam > 0.5) != dim or np.abs(lam[lam > 0.5] - 1).max() > 1e-8:
-                raise RuntimeError(f"projector of block {name} has rank {np.sum(lam > 0.5)} != {dim}")
-            basis = Q[:, lam > 0.5]
-        blocks.append(Block(name, members, kind, int(d[i]), int(dim), start, _frozen(basis)))
+        else:
+            basis = big_basis[b]
+        blocks.append(Block(name, members, kind, int(d[i]), int(dim), start, _frozen(np.ascontiguousarray(basis))))
         cols.append(basis)
         start += dim
     basis = np.concatenate(cols, axis=1)
