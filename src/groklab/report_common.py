@@ -38,22 +38,27 @@ def read_parquet(path: Path) -> dict[str, np.ndarray | list]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read()  # not pq.read_table: that imports pyarrow.dataset (slow)
     except FileNotFoundError:
         raise GroklabError(f"{path}: file not found") from None
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise GroklabError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
+    # to_pydict, not to_numpy: pyarrow's to_numpy imports pandas (over a second on a busy machine)
+    # and the report has a 5 s budget. The tables are small (evaluations x members).
+    data = table.to_pydict()
     out: dict[str, np.ndarray | list] = {}
-    for name in table.column_names:
-        col = table.column(name)
-        t = col.type
-        if _is_numeric(t):
-            arr = col.to_numpy(zero_copy_only=False)
-            if arr.dtype == object:  # integers with nulls come back as objects
-                arr = np.array([np.nan if v is None else v for v in arr], dtype=float)
-            out[name] = arr
+    for name, fld in zip(table.column_names, table.schema):
+        vals = data[name]
+        if _is_numeric(fld.type):
+            if table.column(name).null_count:
+                out[name] = np.array([np.nan if v is None else v for v in vals], dtype=float)
+            else:
+                import pyarrow.types as pt
+
+                kind = float if pt.is_floating(fld.type) else bool if pt.is_boolean(fld.type) else np.int64
+                out[name] = np.asarray(vals, dtype=kind)
         else:
-            out[name] = col.to_pylist()
+            out[name] = vals
     return out
 
 
@@ -92,13 +97,17 @@ def fmt(value: Any) -> str:
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         v = float(value)
+        if math.isnan(v):
+            return "—"
         if not math.isfinite(v):
             return str(v)
-        if v == int(v) and abs(v) < 1e15:
-            return str(int(v)) if abs(v) >= 10 else f"{v:.4f}"
-        if 1e-3 <= abs(v) < 1e5:
-            return f"{v:.4g}" if abs(v) >= 10 else f"{v:.4f}"
-        return f"{v:.3e}"
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-4):
+            return f"{v:.3e}"
+        if v.is_integer():
+            return f"{v:.1f}"
+        if 0.1 <= abs(v) < 1:  # accuracies: 0.99996 reads 1.0000, never "1" (an exact 1.0 reads 1.0)
+            return f"{v:.4f}"
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value) if len(value) <= 12 else f"[{len(value)} values]"
     if isinstance(value, dict):
@@ -107,8 +116,11 @@ def fmt(value: Any) -> str:
 
 
 def jsonable(value: Any) -> Any:
+    """A value for ``data-value``: numpy scalars as Python ones, NaN (a missing number) as null."""
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
     return value
 
 
@@ -157,7 +169,7 @@ def note(text: str, kind: str = "info") -> str:
 # ---------------------------------------------------------------------------------------------
 # figures
 
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showLink": False, "showSendToCloud": False}
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 
@@ -165,7 +177,8 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 def plotly_div(fig: Any, div_id: str) -> str:
     import plotly.io as pio
 
-    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50))
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else 50
+    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=top, b=50))
     return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOTLY_CONFIG)
 
 
@@ -175,8 +188,31 @@ def png_bytes(fig: Any) -> bytes:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100, pil_kwargs={"compress_level": 3})  # zlib 6 (default) is slower, barely smaller
     return buf.getvalue()
+
+
+def log_scale(ax: Any, x: bool = True, y: bool = False) -> None:
+    """Log scale where the axes hold positive finite data (an empty or all-NaN panel would make
+    matplotlib raise); such a panel stays linear and empty."""
+    lim = ax.dataLim
+    if x and np.isfinite([lim.x0, lim.x1]).all() and lim.x0 > 0:
+        ax.set_xscale("log")
+    if y and np.isfinite([lim.y0, lim.y1]).all() and lim.y0 > 0:
+        ax.set_yscale("log")
+
+
+def lean_log_axes(*axes: Any) -> None:
+    """Log axes without minor ticks and with plain labels ("1000", not mathtext 10^3): each tick
+    is an object, and mathtext is parsed per label; they were most of a PNG's time (5 s budget)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_locator(NullLocator())
+                axis.set_major_formatter(plain)
 
 
 def xstep(steps: np.ndarray) -> np.ndarray:
@@ -193,8 +229,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;padding:1em 2em;color:#222}
 h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .sub{color:#666;margin-top:0} code{background:#f3f3f3;padding:0 .25em;border-radius:3px}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em} th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left}
-th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%} th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left}
+th{background:#f6f6f6;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer} table.sortable th:after{content:" \\2195";color:#aaa}
 .note{padding:.4em .8em;border-left:4px solid #888;background:#f7f7f7}
 .note.warn{border-color:#d62728;background:#fdf0f0} .note.missing{border-color:#ff9f0e;background:#fff7ec}
