@@ -28,7 +28,7 @@ from .optim import build_optimizer
 from .tasks import Task
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "w_norm", "v_norm")
-EVAL_CHUNK = 1 << 24  # max elements of one evaluation output block (E * M * pairs)
+EVAL_CHUNK = 1 << 24  # max activation elements of one evaluation block (E * width * pairs)
 
 
 @dataclass
@@ -155,7 +155,8 @@ def evaluate(state: State, job: Job, data: Data) -> dict[str, np.ndarray]:
     if job.cfg.model.ridge is not None:
         _solve_ridge(model, data, job.cfg.model.ridge)
     sums = torch.zeros(4, E, dtype=data.tmask.dtype, device=data.tmask.device)
-    chunk = max(1, EVAL_CHUNK // (E * M))
+    width = getattr(model, "eval_width", max(M, getattr(model, "width", M)))  # floats per pair and member
+    chunk = max(1, EVAL_CHUNK // (E * width))
     for lo in range(0, data.P, chunk):
         sl = slice(lo, lo + chunk)
         out = model(data.a[sl], data.b[sl])  # (E, M, p)
@@ -258,14 +259,15 @@ def train(job: Job, state: State | None = None, *, device: torch.device | None =
         ok = torch.isfinite(loss_e)
         first_bad = torch.where(~ok & finite, state.step, first_bad)
         finite &= ok
-        opt.set_active(finite & torch.as_tensor(state.active, device=device))
+        moving = finite & torch.as_tensor(state.active, device=device)  # (E,) members that update
+        opt.set_active(moving)
         params = [p for o in opt.parts for p in o.params]
         if t.orth_grad:
             from .tricks import orthogonal_grad
 
             orthogonal_grad(params)
         if state.grad_filter is not None:
-            state.grad_filter.apply(params)
+            state.grad_filter.apply(params, moving)  # stopped members keep their filter state
         opt.step()
         state.step += 1
     state.wall_s = time.perf_counter() - t0
