@@ -279,6 +279,23 @@ def test_analysis_section(tmp_path):
     assert 'data-stage="independent">independent 150–800<' in text
 
 
+def test_analysis_as_groklab_analyze_writes_it(tmp_path):
+    """spectrum_<block> columns, many measures (a second figure), stages per member with a note."""
+    run = write_run(tmp_path / "ga", E=2, analysis=True, stages={"rule": "the rule", "members": [
+        {"member": 0, "stages": [{"name": "lazy", "start": 0, "end": 100}]},
+        {"member": 1, "stages": [], "note": "G_F never took the independent form"}]})
+    a = pq.read_table(run / "analysis.parquet").to_pydict()
+    spec = np.array(a.pop("spectrum"))
+    a.update({f"spectrum_blk{k}": spec[:, k].tolist() for k in range(spec.shape[1])})
+    a.update({f"extra_{i}": [float(i)] * len(a["step"]) for i in range(6)})
+    pq.write_table(pa.table(a), run / "analysis.parquet")
+    text = report([run]).read_text()
+    page = read_page(run / "report.html")
+    assert {"fig-analysis", "fig-analysis-more", "fig-spectrum"} <= set(page.ids)
+    assert "member 1: G_F never took the independent form" in text and "stage rule: the rule" in text
+    assert '"blk11"' in text  # block labels from the column names
+
+
 @pytest.mark.parametrize("stages, expect", [
     ({"lazy": [0, 150], "independent": [150, 800], "interactive": [800, None]},
      [("lazy", 0, 150), ("independent", 150, 800), ("interactive", 800, 3000)]),
@@ -286,6 +303,11 @@ def test_analysis_section(tmp_path):
      [("lazy", 0, 200), ("independent", 200, 900), ("interactive", 900, 3000)]),
     ([{"member": 0, "stages": [{"stage": "lazy", "start": 0, "end": 100}]},
       {"member": 1, "stages": [{"stage": "lazy", "start": 0, "end": 300}]}], [("lazy", 0, 200)]),  # median
+    ({"rule": "r", "members": [  # groklab.analysis_stages.detect_stages
+        {"member": 0, "seed": 0, "stages": [{"name": "lazy", "start": 0, "end": 10}, {"name": "independent", "start": 10, "end": 40},
+                                            {"name": "interactive", "start": 40, "end": 600}]},
+        {"member": 1, "seed": 1, "stages": [], "note": "G_F never took the independent form"}]},
+     [("lazy", 0, 10), ("independent", 10, 40), ("interactive", 40, 600)]),
     ("something else", []),
 ])
 def test_stage_shapes(tmp_path, stages, expect):

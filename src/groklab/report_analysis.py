@@ -1,12 +1,12 @@
 """The analysis part of a run report: stage bands, feature purity, irreps covered, the irrep
 (Fourier) spectrum of the hidden units over time, and the final per-unit feature map.
 
-analysis.parquet is written by `groklab analyze` (one row per evaluation and member; optional
-rows with a ``unit`` column describe single hidden units). Its exact columns are still settling,
-so this module reads what it finds: the known scalar columns, a list column holding a per-block
-spectrum (any column named ``*spectrum*``) or scalar columns ``spectrum_<block>``. When there is
-no analysis but the final weights of a cyclic group are there, the per-unit map is computed from
-the weights with a discrete Fourier transform (science.md §5: on Z_M the blocks are frequencies).
+analysis.parquet is written by `groklab analyze` (groklab.analysis: one row per analysed step and
+member, scalar measures, and ``spectrum_<block>`` columns; summary.json gets ``stages`` and
+``analysis.blocks``). This module reads what it finds, so it also takes a list column
+``spectrum`` and optional per-unit rows (a ``unit`` column). The final per-unit feature map is
+computed from weights.safetensors (science.md §5: a unit's share of ‖w‖² per irrep block; on Z_M
+the blocks are frequencies and a DFT gives them directly), so it shows even before the analysis.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from .report_common import PALETTE, XLABEL, esc, lean_log_axes, log_scale, note, plotly_div, png_bytes, xstep
-from .report_run import Run, add_bands, add_curves, stage_spans
+from .report_run import Run, add_curves, band_shapes, stage_spans
 
-KNOWN = ("purity_mean", "irreps_covered", "energy_mean", "gf_norm")
+# Drawn first, in this order (groklab.analysis writes these and ~15 more; the rest follow in a
+# second figure). gf_indep_cos is the measure the stages are cut on (analysis_stages.py).
+KNOWN = ("purity_mean", "irreps_covered", "energy_mean", "gf_norm", "gf_indep_cos", "gf_missing_share",
+         "units_active", "purity_weighted")
 NOT_CURVES = {"step", "member", "seed", "unit"}
 PREFIXED = re.compile(r"^(spectrum|block_energy|irrep_energy)_(.+)$")
 MAX_PANELS = 8
@@ -38,15 +41,13 @@ def analysis_section(run: Run) -> tuple[str, dict[str, bytes]]:
         rows = _step_rows(a)
         names = curve_columns(rows)
         spans = stage_spans(run)
-        if not spans:
-            parts.append(note("stages: not in summary.json (or in a shape this report does not read)", "missing"))
-        else:
-            parts.append("<p>Stages (median over members): " + ", ".join(
-                f'<span class="stage" data-stage="{esc(n)}">{esc(n)} {a_:.0f}–{b:.0f}</span>' for n, a_, b in spans) + "</p>")
+        parts += stage_notes(run, spans)
         if names:
-            parts.append(plotly_div(curves_fig(rows, names, spans), "fig-analysis"))
+            parts.append(plotly_div(curves_fig(rows, names[:MAX_PANELS], spans), "fig-analysis"))
         else:
             parts.append(note("analysis.parquet has no per-step measures to plot", "missing"))
+        if len(names) > MAX_PANELS:
+            parts.append(plotly_div(curves_fig(rows, names[MAX_PANELS:], spans, "more measures"), "fig-analysis-more"))
         spec = spectrum(rows, run)
         if spec is not None:
             parts.append(plotly_div(spectrum_fig(*spec), "fig-spectrum"))
@@ -56,12 +57,30 @@ def analysis_section(run: Run) -> tuple[str, dict[str, bytes]]:
     if fmap is not None:
         parts.append(plotly_div(feature_fig(*fmap), "fig-features"))
     elif a is not None or run.weights is not None:
-        parts.append(note("no per-unit feature map: needs unit rows in analysis.parquet, or final weights of a "
-                          "cyclic group Z_M", "missing"))
+        parts.append(note("no per-unit feature map: needs final weights (Li2 W [E, K, 2M]) of a group task", "missing"))
     pngs: dict[str, bytes] = {}
     if a is not None or fmap is not None:
         pngs["analysis" if a is not None else "features"] = analysis_png(run, fmap)
     return "\n".join(parts), pngs
+
+
+def stage_notes(run: Run, spans: list) -> list[str]:
+    """The stage spans as text, the rule they come from, and why a member has none."""
+    raw = (run.summary or {}).get("stages")
+    rule = raw.get("rule") if isinstance(raw, dict) else None
+    out = []
+    if spans:
+        out.append("<p>Stages (median over members): " + ", ".join(
+            f'<span class="stage" data-stage="{esc(n)}">{esc(n)} {a:.0f}–{b:.0f}</span>' for n, a, b in spans) + "</p>")
+    else:
+        out.append(note("stages: none in summary.json (or in a shape this report does not read)", "missing"))
+    members = raw.get("members") if isinstance(raw, dict) else None
+    for m in members if isinstance(members, list) else []:
+        if isinstance(m, dict) and m.get("note"):
+            out.append(note(f"member {esc(m.get('member'))}: {esc(m['note'])}", "info"))
+    if rule:
+        out.append(f'<p class="sub">stage rule: {esc(rule)}</p>')
+    return out
 
 
 def _step_rows(a: dict) -> dict:
@@ -79,27 +98,27 @@ def _take(a: dict, keep: np.ndarray) -> dict:
 def curve_columns(a: dict) -> list[str]:
     other = [k for k, v in a.items() if isinstance(v, np.ndarray) and k not in NOT_CURVES and k not in KNOWN
              and not PREFIXED.match(k) and np.isfinite(v.astype(float)).any()]
-    return ([k for k in KNOWN if k in a and np.isfinite(np.asarray(a[k], float)).any()] + other)[:MAX_PANELS]
+    return [k for k in KNOWN if k in a and np.isfinite(np.asarray(a[k], float)).any()] + other
 
 
-def curves_fig(a: dict, names: list[str], spans: list) -> Any:
+def curves_fig(a: dict, names: list[str], spans: list, title: str = "analysis over training") -> Any:
     from plotly.subplots import make_subplots
 
     nrow = (len(names) + 1) // 2
-    fig = make_subplots(rows=nrow, cols=2, subplot_titles=names, vertical_spacing=0.14 / max(nrow - 1, 1) + 0.06)
+    fig = make_subplots(rows=nrow, cols=2, subplot_titles=names, vertical_spacing=min(0.3 / nrow, 0.12))
+    shapes: list[dict] = []
+    layout: dict[str, Any] = {}
     for i, name in enumerate(names):
         r, c = i // 2 + 1, i % 2 + 1
         v = np.asarray(a[name], dtype=float)
         fin = v[np.isfinite(v)]
-        top = float(fin.max()) * 1.05 if len(fin) and fin.max() > 0 else 1.0
-        logy = len(fin) > 0 and fin.min() > 0 and fin.max() / fin.min() > 100
-        if spans and not logy:
-            add_bands(fig, spans, r, c, top=top, legend=i == 0)
+        if len(fin) and fin.min() > 0 and fin.max() / fin.min() > 100:  # spans decades: log y
+            layout[fig.get_subplot(r, c).yaxis.plotly_name] = dict(type="log")
+        shapes += band_shapes(fig, spans, r, c, legend=i == 0, labels=i < 2)
         add_curves(fig, a, name, name, PALETTE[i % len(PALETTE)], r, c, legend=False)
-        fig.update_yaxes(type="log" if logy else "linear", row=r, col=c)
     fig.update_xaxes(type="log", title_text=XLABEL)
-    fig.update_layout(height=320 * nrow + 40, title="analysis over training (members thin, mean bold)")
-    fig.update_layout(margin=dict(t=90))
+    fig.update_layout(height=300 * nrow + 90, title=f"{title} (members thin, mean bold)", shapes=shapes,
+                      margin=dict(t=90), **layout)
     return fig
 
 
@@ -180,22 +199,45 @@ def feature_map(run: Run) -> tuple[np.ndarray, list[str], str] | None:
                 order = np.argsort(np.asarray(sub["unit"]))
                 return _sorted_units(mat[order]), _block_labels(run, mat.shape[1], names), \
                     f"from analysis.parquet, member {first:.0f} at step {last:.0f}"
-    return _fourier_from_weights(run)
+    return _features_from_weights(run)
 
 
-def _fourier_from_weights(run: Run) -> tuple[np.ndarray, list[str], str] | None:
+def _features_from_weights(run: Run) -> tuple[np.ndarray, list[str], str] | None:
+    """Block shares of each unit of member 0's first layer (mean over both operands). Z_M uses a
+    DFT (instant); other groups groklab.theory.reps, whose irreps take ~1 s for M near 100."""
     group = str((run.summary or {}).get("group") or (run.config.get("task") or {}).get("group") or "")
-    m = re.fullmatch(r"Z(\d+)", group)
     W = (run.weights or {}).get("W")
-    if not m or W is None or W.ndim != 3 or W.shape[2] != 2 * int(m.group(1)):
+    if not group or W is None or W.ndim != 3 or W.shape[2] % 2:
         return None
+    m = re.fullmatch(r"Z(\d+)", group)
+    if m is None:
+        return _features_from_reps(group, np.asarray(W[0], dtype=float))
     M = int(m.group(1))
+    if W.shape[2] != 2 * M:
+        return None
     W0 = np.asarray(W[0], dtype=float)  # [K, 2M], member 0
     power = np.abs(np.fft.rfft(W0[:, :M], axis=1)) ** 2 + np.abs(np.fft.rfft(W0[:, M:], axis=1)) ** 2  # [K, M//2+1]
     power[:, 1:(M + 1) // 2] *= 2  # k and -k form one real 2-d block (science.md §5)
     share = power / np.maximum(power.sum(axis=1, keepdims=True), 1e-300)
     labels = [f"k={k}" for k in range(share.shape[1])]
     return _sorted_units(share), labels, "from weights.safetensors (DFT of member 0's first layer over Z_M, both operands)"
+
+
+def _features_from_reps(group: str, W0: np.ndarray) -> tuple[np.ndarray, list[str], str] | None:
+    from .errors import GroklabError
+
+    try:
+        from .tasks import make_task
+        from .theory.reps import irreps, unit_features
+
+        task = make_task(group)
+        if not task.is_group or W0.shape[1] != 2 * task.table.shape[0]:
+            return None
+        uf = unit_features(irreps(task.table), W0)  # fractions [K, 2, n_blocks]
+    except (GroklabError, ImportError, OSError, ValueError):
+        return None
+    share = uf.fractions.mean(axis=1)
+    return _sorted_units(share), list(uf.names), "from weights.safetensors (member 0, irreps of groklab.theory.reps, both operands)"
 
 
 def _sorted_units(share: np.ndarray) -> np.ndarray:
