@@ -84,6 +84,7 @@ class State:
     opt: object
     grad_filter: object | None
     step: int = 0
+    evaluated_at: int = -1  # last step evaluated (a resumed state must not record it twice)
     active: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (E,) still training
     status: list[str] = field(default_factory=list)  # per member: running / complete / stopped / diverged
     diverged_step: list[int | None] = field(default_factory=list)
@@ -230,7 +231,8 @@ def train(job: Job, state: State | None = None, *, device: torch.device | None =
     start = state.step
     while True:
         # ---- evaluate, record, stop -------------------------------------------------------------
-        if state.step % t.eval_every == 0 or state.step == t.steps:
+        if (state.step % t.eval_every == 0 or state.step == t.steps) and state.evaluated_at != state.step:
+            state.evaluated_at = state.step
             _check_divergence(state, job, finite, first_bad)
             m = evaluate(state, job, data)
             was_active = state.active.copy()

@@ -187,7 +187,7 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
     """Everything needed to continue bit-exactly: weights, optimizer and filter state, step,
     member flags, stopping trackers, batch RNGs, the metrics so far. Then metrics and summary, so
     an interrupted folder can be looked at."""
-    ck = {"step": state.step, "model": state.model.state_dict(), "opt": state.opt.state_dict(),
+    ck = {"step": state.step, "evaluated_at": state.evaluated_at, "model": state.model.state_dict(), "opt": state.opt.state_dict(),
           "grad_filter": state.grad_filter.state_dict() if state.grad_filter is not None else None,
           "active": torch.as_tensor(state.active), "status": list(state.status),
           "diverged_step": [(-1 if d is None else d) for d in state.diverged_step],
@@ -196,9 +196,10 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
           "batch_rng": [json.dumps(r.bit_generator.state) for r in state.batch_rng] if state.batch_rng else None,
           "wall_s": state.wall_s}
     run_dir = Path(run_dir)
-    atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
+    # Metrics and summary first: a folder with a checkpoint always has both to look at.
     write_metrics(run_dir, state.rows)
     write_json(run_dir / SUMMARY, summarize(state, job, "running"))
+    atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
 
 
 def load_checkpoint(run_dir: Path, state, device) -> None:
@@ -213,6 +214,7 @@ def load_checkpoint(run_dir: Path, state, device) -> None:
     if state.grad_filter is not None:
         state.grad_filter.load_state_dict(ck["grad_filter"])
     state.step = int(ck["step"])
+    state.evaluated_at = int(ck["evaluated_at"])
     state.active = ck["active"].cpu().numpy().astype(bool)
     state.status = list(ck["status"])
     state.diverged_step = [None if d < 0 else int(d) for d in ck["diverged_step"]]
