@@ -125,9 +125,18 @@ def write_sweep(d: Path, fit: bool = True, spec: bool = True, runs: int = 2) -> 
                     write_run(d / f"runs/m{i:03d}", E=1, M=M, steps=200, weights=False)
                 i += 1
     pq.write_table(pa.table(cols), d / "index.parquet")
-    if fit:
-        (d / "fit.json").write_text(json.dumps({"const": 3.4, "exponent": 1.0, "r2": 0.97, "points": [
-            {"group": "Z23", "order": 23, "n_crit": 300}, {"group": "Z41", "order": 41, "n_crit": 560}]}))
+    if fit:  # the shape groklab.scaling.analyze writes
+        def point(g, M, n_crit, censored=None):
+            li2 = critical_size(M)
+            return {"series": None, "group": g, "order": M, "li2_n": li2, "li2_frac": li2 / M**2, "sizes": [0.5 * li2, li2],
+                    "p_generalized": [0.0, 1.0], "seeds": [3, 3], "n_crit": n_crit, "censored": censored,
+                    "bracket": [0.5 * li2, None] if censored else [0.5 * li2, li2],
+                    "frac_crit": n_crit / M**2 if n_crit else None, "ratio_li2": n_crit / li2 if n_crit else None}
+        (d / "fit.json").write_text(json.dumps({
+            "kind": "groklab.fit", "version": 1, "rule": "r", "threshold": 0.99, "quorum": 0.5, "li2_c": 2.7482, "c": 3.4,
+            "c_ci95": [3.1, 3.7], "mlogm": {"form": "n = c * M * ln(M)", "c": 3.4, "c_ci95": [3.1, 3.7], "points": 2},
+            "power_law": {"form": "n = c * M^alpha * ln(M)^beta", "c": 2.0, "alpha": 1.1, "beta": 0.9},
+            "points": [point("Z23", 23, 250.0), point("Z41", 41, None, "above"), point("Z71", 71, 1300.0)], "series": None}))
     return d
 
 
@@ -296,6 +305,16 @@ def test_analysis_as_groklab_analyze_writes_it(tmp_path):
     assert '"blk11"' in text  # block labels from the column names
 
 
+def test_feature_map_of_a_non_cyclic_group(tmp_path):
+    run = write_run(tmp_path / "d5", E=1, M=10)
+    s = json.loads((run / "summary.json").read_text())
+    s["group"] = "D5"
+    (run / "summary.json").write_text(json.dumps(s))
+    text = report([run]).read_text()
+    assert 'id="fig-features"' in text and "irreps of groklab.theory.reps" in text
+    assert json.dumps("ρ3 (d=2)")[1:-1] in text  # D5's blocks, not frequencies
+
+
 @pytest.mark.parametrize("stages, expect", [
     ({"lazy": [0, 150], "independent": [150, 800], "interactive": [800, None]},
      [("lazy", 0, 150), ("independent", 150, 800), ("interactive", 800, 3000)]),
@@ -402,18 +421,27 @@ def test_out_folder_for_a_single_run(tmp_path):
 
 def test_sweep_report(tmp_path):
     sw = write_sweep(tmp_path / "li2")
+    (sw / "phase.png").write_bytes(b"the sweep's own figure")
     out = report([sw])
-    assert out == sw / "report.html" and (sw / "phase.png").is_file()
+    assert out == sw / "report.html" and (sw / "phase_report.png").is_file()
+    assert (sw / "phase.png").read_bytes() == b"the sweep's own figure"  # never clobbered
     page = read_page(out)
-    assert {"fig-phase", "fig-scaling", "critical", "members", "fit", "spec"} <= set(page.ids)
-    for g, M in (("Z23", 23), ("Z41", 41), ("Z71", 71)):
-        assert json.loads(page.ids[f"crit-{g}-measured_crit_mult"]["data-value"]) == 1.5
-        assert json.loads(page.ids[f"crit-{g}-n_c_li2"]["data-value"]) == pytest.approx(critical_size(M))
+    assert {"fig-phase", "fig-scaling", "critical", "members", "fit", "spec", "shared"} <= set(page.ids)
+    # critical sizes come from fit.json when it has them
+    assert json.loads(page.ids["crit-Z23-measured_n"]["data-value"]) == 250.0
+    assert json.loads(page.ids["crit-Z41-measured_n"]["data-value"]) is None
+    assert json.loads(page.ids["crit-Z71-n_c_li2"]["data-value"]) == pytest.approx(critical_size(71))
+    text = out.read_text()
+    assert "no size reached the quorum (n* above the largest)" in text
+    for label in ("fit: n = 3.4 · M ln M (95% CI 3.1–3.7)", "fit: n = 2 · M^1.10 · (ln M)^0.90"):
+        assert json.dumps(label)[1:-1] in text  # as Plotly writes it into the figure's JSON
     assert json.loads(page.ids["member-0-final_test_acc"]["data-value"]) == 0.0
     assert page.ids["member-0-step_generalized"]["text"] == "—"
     links = [u for t, u in page.urls if t == "a" and u.startswith("runs/")]
     assert links == ["runs/m000", "runs/m001"]  # run folders without a report yet
-    assert "an_extra_column" in out.read_text()
+    assert ("a", "phase.png") in page.urls
+    assert "an_extra_column" in page.ids["shared"]["text"]  # the same for every member: not a members column
+    assert "an_extra_column" not in page.ids["members"]["text"]
     assert_offline(out)
 
 
@@ -425,6 +453,9 @@ def test_sweep_links_member_reports_and_tolerates_missing_parts(tmp_path):
     text = (sw / "report.html").read_text()
     assert "missing: <code>spec.yaml</code>, <code>fit.json</code>" in text
     assert "fig-scaling" in page.ids  # measured points and the Li2 line, without a fit
+    for g, M in (("Z23", 23), ("Z41", 41), ("Z71", 71)):  # computed from the index: first grid point with quorum
+        assert json.loads(page.ids[f"crit-{g}-measured_crit_mult"]["data-value"]) == 1.5
+        assert json.loads(page.ids[f"crit-{g}-n_c_li2"]["data-value"]) == pytest.approx(critical_size(M))
 
 
 def test_sweep_with_other_columns_only(tmp_path):

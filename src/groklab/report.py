@@ -37,7 +37,8 @@ def report(paths: Sequence[str | Path] | str | Path, out: Path | str | None = No
     One run folder -> ``DIR/report.html``; one sweep folder -> ``DIR/report.html``; several run
     folders -> a comparison at ``out`` or ``FIRST_RUN/compare.html``. ``out`` may name the HTML
     file or a folder for it. PNGs go next to the HTML: ``curves.png``, ``analysis.png`` (run),
-    ``phase.png`` (sweep); with another HTML name they are prefixed with its stem.
+    ``phase_report.png`` (sweep; ``phase.png`` is the sweep's own); with another HTML name they are
+    prefixed with its stem.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -48,7 +49,7 @@ def report(paths: Sequence[str | Path] | str | Path, out: Path | str | None = No
     if len(loaded) == 1 and isinstance(loaded[0], Sweep):
         s = loaded[0]
         html_path = _out_path(out, s.path, "report.html")
-        body, pngs = sweep_body(s)
+        body, pngs = sweep_body(s, html_path.parent)
         title, sub = f"groklab sweep: {s.path.name}", f"{esc(s.path)} · {s.n} members"
     elif len(loaded) == 1:
         run = loaded[0]

@@ -33,7 +33,14 @@ def read_json(path: Path) -> Any:
         raise GroklabError(f"{path}: not valid JSON ({_first_line(e)})") from None
 
 
-def read_parquet(path: Path) -> dict[str, np.ndarray | list]:
+class Columns(dict):
+    """A Parquet table as {column: numpy array (numbers) or list (other)}; ``ints`` names the
+    integer columns, which arrive as float arrays (NaN for null) when they hold nulls."""
+
+    ints: frozenset = frozenset()
+
+
+def read_parquet(path: Path) -> Columns:
     """Columns of a Parquet file: numeric columns as float/int numpy arrays, others as lists."""
     import pyarrow.parquet as pq
 
@@ -45,16 +52,17 @@ def read_parquet(path: Path) -> dict[str, np.ndarray | list]:
         raise GroklabError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
     # to_pydict, not to_numpy: pyarrow's to_numpy imports pandas (over a second on a busy machine)
     # and the report has a 5 s budget. The tables are small (evaluations x members).
+    import pyarrow.types as pt
+
     data = table.to_pydict()
-    out: dict[str, np.ndarray | list] = {}
+    out = Columns()
+    out.ints = frozenset(f.name for f in table.schema if pt.is_integer(f.type))
     for name, fld in zip(table.column_names, table.schema):
         vals = data[name]
         if _is_numeric(fld.type):
             if table.column(name).null_count:
                 out[name] = np.array([np.nan if v is None else v for v in vals], dtype=float)
             else:
-                import pyarrow.types as pt
-
                 kind = float if pt.is_floating(fld.type) else bool if pt.is_boolean(fld.type) else np.int64
                 out[name] = np.asarray(vals, dtype=kind)
         else:
@@ -231,7 +239,7 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;borde
 .sub{color:#666;margin-top:0} code{background:#f3f3f3;padding:0 .25em;border-radius:3px}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%} th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left}
 th{background:#f6f6f6;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
-table.sortable th{cursor:pointer} table.sortable th:after{content:" \\2195";color:#aaa}
+table.sortable th{cursor:pointer} table.sortable td{white-space:nowrap} table.sortable th:after{content:" \\2195";color:#aaa}
 .note{padding:.4em .8em;border-left:4px solid #888;background:#f7f7f7}
 .note.warn{border-color:#d62728;background:#fdf0f0} .note.missing{border-color:#ff9f0e;background:#fff7ec}
 .cols{display:flex;flex-wrap:wrap;gap:2em} .plot{min-height:300px}

@@ -8,6 +8,7 @@ settled, so everything here reads columns by name, tolerates extra ones, and say
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from .science import CRITICAL_CONST, CRITICAL_RULE, GENERALIZED_ACC, critical_si
 X_CANDIDATES = ("crit_mult", "frac", "train_frac", "n_train")
 FIRST_COLUMNS = ("group", "order", "crit_mult", "frac", "train_frac", "n_train", "seed", "final_train_acc",
                  "final_test_acc", "step_memorized", "step_generalized", "wall_s")
+ALWAYS = ("group", "order", "seed", "final_train_acc", "final_test_acc", "step_memorized", "step_generalized")
 LINK_COLUMNS = ("run_dir", "dir", "path", "run", "out")
 MAX_ROWS = 5000
 
@@ -118,8 +120,32 @@ def phase_table(s: Sweep) -> tuple[str, list[str], list[float], np.ndarray, np.n
 
 
 def critical_rows(s: Sweep) -> list[dict]:
-    """Per group: Li2's predicted critical size and the measured one (the smallest training size
-    at which at least half of the seeds reach final test accuracy >= GENERALIZED_ACC)."""
+    """Per group: Li2's critical size and the measured one. From fit.json's points when it has
+    them (groklab.scaling: interpolated in log n, censored groups marked), else computed here."""
+    pts = s.fit.get("points") if isinstance(s.fit, dict) else None
+    if isinstance(pts, list) and pts and all(isinstance(p, dict) and p.get("order") for p in pts):
+        return [_fit_row(p) for p in pts]
+    return _index_rows(s)
+
+
+CENSORED = {"above": "no size reached the quorum (n* above the largest)", "below": "already at the smallest size"}
+
+
+def _fit_row(p: dict) -> dict:
+    seeds = p.get("seeds")
+    note_ = CENSORED.get(p.get("censored"), p.get("censored") or "")
+    if p.get("bracket"):
+        note_ = (note_ + "; " if note_ else "") + "bracket " + ", ".join("—" if b is None else f"{b:g}" for b in p["bracket"])
+    if p.get("series"):
+        note_ = f"series {json.dumps(p['series'])}; " + note_
+    return dict(group=str(p.get("group", p["order"])), order=int(p["order"]), seeds=sum(seeds) if isinstance(seeds, list) else seeds,
+                n_c_li2=p.get("li2_n"), frac_li2=p.get("li2_frac"), measured_n=p.get("n_crit"), measured_frac=p.get("frac_crit"),
+                ratio=p.get("ratio_li2"), note=note_, corr_assumed=False)
+
+
+def _index_rows(s: Sweep) -> list[dict]:
+    """The smallest grid point at which at least half of the seeds reach final test accuracy >=
+    GENERALIZED_ACC (no interpolation)."""
     xname, gr, acc = x_variable(s), _groups(s), _col(s, "final_test_acc")
     if xname is None or gr is None or acc is None:
         return []
@@ -144,9 +170,10 @@ def critical_rows(s: Sweep) -> list[dict]:
                     measured_n = xv * n_c
                 break
         out.append(dict(group=g, order=M, seeds=int(rows.sum()), n_c_li2=n_c, frac_li2=n_c / (M * M) if M > 0 else None,
-                        corr_assumed=assumed, **{f"measured_{xname}": measured_x}, measured_n=measured_n,
+                        corr_assumed=assumed, measured_x=measured_x, measured_n=measured_n,
                         measured_frac=measured_n / (M * M) if measured_n is not None and M > 0 else None,
-                        ratio=measured_n / n_c if measured_n is not None and n_c else None))
+                        ratio=measured_n / n_c if measured_n is not None and n_c else None,
+                        note="" if measured_x is not None else "no size reached the quorum"))
     return out
 
 
@@ -168,55 +195,52 @@ def phase_fig(pt: tuple) -> Any:
     return fig
 
 
-def _fit_params(fit: Any) -> tuple[float, float] | None:
+def fit_curves(fit: Any, M: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(label, n(M)) of the fits in fit.json (groklab.scaling): n = c·M ln M and the power law
+    n = c·M^α·(ln M)^β."""
     if not isinstance(fit, dict):
-        return None
-    for key in ("const", "c", "constant", "coef", "slope"):
-        if isinstance(fit.get(key), (int, float)):
-            exp = next((fit[k] for k in ("exponent", "alpha", "power") if isinstance(fit.get(k), (int, float))), 1.0)
-            return float(fit[key]), float(exp)
-    return None
-
-
-def _fit_points(fit: Any, crit: list[dict]) -> list[tuple[str, int, float]]:
-    """(group, M, measured critical n): fit.json's own points when it lists them, else ours."""
-    pts = fit.get("points") if isinstance(fit, dict) else None
+        return []
     out = []
-    if isinstance(pts, list):
-        for p in pts:
-            if isinstance(p, dict) and p.get("order"):
-                n = next((p[k] for k in ("n_crit", "critical_n", "n_c", "n") if isinstance(p.get(k), (int, float))), None)
-                if n is not None:
-                    out.append((str(p.get("group", p["order"])), int(p["order"]), float(n)))
-    return out or [(r["group"], r["order"], r["measured_n"]) for r in crit if r["measured_n"] is not None and r["order"] >= 2]
+    ml = fit.get("mlogm") if isinstance(fit.get("mlogm"), dict) else {}
+    c = ml.get("c", fit.get("c"))
+    if isinstance(c, (int, float)):
+        ci = ml.get("c_ci95", fit.get("c_ci95"))
+        ci_txt = f" (95% CI {ci[0]:.3g}–{ci[1]:.3g})" if isinstance(ci, list) and len(ci) == 2 and None not in ci else ""
+        out.append((f"fit: n = {c:.4g} · M ln M{ci_txt}", c * M * np.log(M)))
+    pw = fit.get("power_law")
+    if isinstance(pw, dict) and all(isinstance(pw.get(k), (int, float)) for k in ("c", "alpha", "beta")):
+        out.append((f"fit: n = {pw['c']:.3g} · M^{pw['alpha']:.2f} · (ln M)^{pw['beta']:.2f}",
+                    pw["c"] * M ** pw["alpha"] * np.log(M) ** pw["beta"]))
+    return out
 
 
 def scaling_fig(crit: list[dict], fit: Any) -> Any:
+    """Measured critical sizes against M ln M, with the Li2 line and the fits, on log-log axes."""
     import plotly.graph_objects as go
 
-    pts = _fit_points(fit, crit)
-    Ms = [r["order"] for r in crit if r["order"] >= 2] + [p[1] for p in pts]
-    if not Ms:
+    rows = [r for r in crit if r["order"] >= 2]
+    if not rows:
         return None
-    xs = np.geomspace(min(Ms) * math.log(min(Ms)) * 0.8, max(Ms) * math.log(max(Ms)) * 1.25, 50)
+    Ms = np.array([r["order"] for r in rows], float)
+    M = np.geomspace(Ms.min() * 0.9, Ms.max() * 1.1, 60)
+    x = M * np.log(M)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs, y=CRITICAL_CONST * xs, mode="lines", line=dict(color="#555", dash="dash"),
-                             name=f"Li2: n = {CRITICAL_CONST} · M ln M (abelian)"))
-    pred = [r for r in crit if r["order"] >= 2 and not r["corr_assumed"]]
+    fig.add_trace(go.Scatter(x=x, y=CRITICAL_CONST * x, mode="lines", line=dict(color="#555", dash="dash"),
+                             name=f"Li2 (code): n = {CRITICAL_CONST} · M ln M"))
+    pred = [r for r in rows if not r["corr_assumed"] and r["n_c_li2"] is not None]
     if pred:
         fig.add_trace(go.Scatter(x=[r["order"] * math.log(r["order"]) for r in pred], y=[r["n_c_li2"] for r in pred],
                                  mode="markers", marker=dict(symbol="circle-open", size=10, color="#555"),
-                                 name="Li2 prediction per group", text=[r["group"] for r in pred]))
-    fp = _fit_params(fit)
-    if fp is not None:
-        c, a = fp
-        fig.add_trace(go.Scatter(x=xs, y=c * xs ** a, mode="lines", line=dict(color="#d62728"),
-                                 name=f"fit: n = {c:.4g} · (M ln M)^{a:.3g}"))
-    if pts:
-        fig.add_trace(go.Scatter(x=[M * math.log(M) for _, M, _ in pts], y=[n for *_, n in pts], mode="markers",
-                                 marker=dict(size=10, color="#d62728"), name="measured critical n", text=[g for g, *_ in pts],
-                                 hovertemplate="%{text}: n = %{y:.0f} at M ln M = %{x:.0f}<extra></extra>"))
-    fig.update_xaxes(type="log", title_text="M ln M")
+                                 name="Li2 n_c per group (with corr)", text=[r["group"] for r in pred],
+                                 hovertemplate="%{text}: Li2 n_c = %{y:.0f}<extra></extra>"))
+    for (label, n), color, dash in zip(fit_curves(fit, M), ("#d62728", "#1f77b4"), ("solid", "dot")):
+        fig.add_trace(go.Scatter(x=x, y=n, mode="lines", line=dict(color=color, dash=dash), name=label))
+    got = [r for r in rows if r["measured_n"] is not None]
+    if got:
+        fig.add_trace(go.Scatter(x=[r["order"] * math.log(r["order"]) for r in got], y=[r["measured_n"] for r in got],
+                                 mode="markers", marker=dict(size=10, color="#d62728"), name="measured n*",
+                                 text=[r["group"] for r in got], hovertemplate="%{text}: n* = %{y:.0f}<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="M ln M (M = group order)")
     fig.update_yaxes(type="log", title_text="critical number of training pairs n")
     fig.update_layout(height=460, title="critical data size: measured against the Li2 prediction")
     return fig
@@ -237,20 +261,21 @@ def phase_png(s: Sweep, pt: tuple | None, crit: list[dict]) -> bytes:
         ax1.set_ylabel("group (by order M)")
         fig.colorbar(im, ax=ax1, label="mean final test acc")
     ax1.set_title("phase diagram", y=1.01)
-    pts = _fit_points(s.fit, crit)
-    if pts:
-        x = np.array([M * math.log(M) for _, M, _ in pts])
-        xs_ = np.geomspace(x.min() * 0.8, x.max() * 1.25, 20)
-        ax2.loglog(xs_, CRITICAL_CONST * xs_, "k--", label=f"Li2 {CRITICAL_CONST}·M ln M")
-        fp = _fit_params(s.fit)
-        if fp is not None:
-            ax2.loglog(xs_, fp[0] * xs_ ** fp[1], "r-", label=f"fit {fp[0]:.3g}·(M ln M)^{fp[1]:.3g}")
-        ax2.loglog(x, [n for *_, n in pts], "ro", label="measured")
+    rows = [r for r in crit if r["order"] >= 2]
+    if rows:
+        Ms = np.array([r["order"] for r in rows], float)
+        M = np.geomspace(Ms.min() * 0.9, Ms.max() * 1.1, 30)
+        ax2.loglog(M * np.log(M), CRITICAL_CONST * M * np.log(M), "k--", label=f"Li2 {CRITICAL_CONST}·M ln M")
+        for (label, n), style in zip(fit_curves(s.fit, M), ("r-", "b:")):
+            ax2.loglog(M * np.log(M), n, style, label=label.replace("fit: ", "fit "))
+        got = [r for r in rows if r["measured_n"] is not None]
+        if got:
+            ax2.loglog([r["order"] * math.log(r["order"]) for r in got], [r["measured_n"] for r in got], "ro", label="measured n*")
         ax2.set_xlabel("M ln M")
         ax2.set_ylabel("critical n")
-        ax2.legend(fontsize=8)
+        ax2.legend(fontsize=7)
     ax2.set_title("critical data size", y=1.01)
-    if pts:
+    if rows:
         from matplotlib.ticker import LogLocator
 
         lean_log_axes(ax2)
@@ -264,17 +289,23 @@ def phase_png(s: Sweep, pt: tuple | None, crit: list[dict]) -> bytes:
 # tables and the page body
 
 
-def critical_table(crit: list[dict], xname: str) -> str:
-    rows = [[cell(r["group"], f"crit-{r['group']}-group"), cell(r["order"]), cell(r["seeds"]),
-             cell(r["n_c_li2"], f"crit-{r['group']}-n_c_li2"), cell(r["frac_li2"]),
-             cell(r[f"measured_{xname}"], f"crit-{r['group']}-measured_{xname}"), cell(r["measured_n"]),
-             cell(r["measured_frac"]), cell(r["ratio"])] for r in crit]
-    heads = ["group", "M", "members", "Li2 n_c", "Li2 fraction", f"measured {xname}", "measured n", "measured fraction",
-             "measured / Li2"]
+def critical_table(crit: list[dict], xname: str | None, from_fit: bool) -> str:
+    own = not from_fit and xname is not None
+    rows = []
+    for r in crit:
+        g = r["group"]
+        rows.append([cell(g), cell(r["order"]), cell(r["seeds"]), cell(r["n_c_li2"], f"crit-{g}-n_c_li2"), cell(r["frac_li2"])]
+                    + ([cell(r["measured_x"], f"crit-{g}-measured_{xname}")] if own else [])
+                    + [cell(r["measured_n"], f"crit-{g}-measured_n"), cell(r["measured_frac"], f"crit-{g}-measured_frac"),
+                       cell(r["ratio"]), cell(r["note"])])
+    heads = ["group", "M", "members", "Li2 n_c", "Li2 fraction"] + ([f"measured {xname}"] if own else []) + [
+        "measured n*", "measured fraction", "n* / Li2", "note"]
     assumed = any(r["corr_assumed"] for r in crit)
-    foot = (f"<p class=\"sub\">Li2 rule: {esc(CRITICAL_RULE)}." + (" index.parquet has no critical_size column, so corr = 1 "
-            "(abelian) is assumed." if assumed else "") + f" Measured: the smallest size at which at least half of the seeds "
-            f"reach final test accuracy ≥ {GENERALIZED_ACC}; — when none does.</p>")
+    how = ("from fit.json (groklab.scaling: the size at which half of the seeds generalize, interpolated in log n)" if from_fit
+           else f"computed here: the smallest grid point at which at least half of the seeds reach final test accuracy "
+                f"≥ {GENERALIZED_ACC}")
+    foot = (f"<p class=\"sub\">Measured n*: {esc(how)}. Li2 rule: {esc(CRITICAL_RULE)}."
+            + (" index.parquet has no critical_size column, so corr = 1 (abelian) is assumed." if assumed else "") + "</p>")
     return table(heads, rows, cls="sortable", ident="critical") + foot
 
 
@@ -293,31 +324,43 @@ def _member_link(s: Sweep, i: int) -> str:
     return "<td></td>"
 
 
+def _constant(v: Any) -> bool:
+    vals = v.tolist() if isinstance(v, np.ndarray) else v
+    return len({json.dumps(_py(x), default=str) for x in vals}) <= 1
+
+
 def members_table(s: Sweep) -> str:
-    cols = [c for c in FIRST_COLUMNS if c in s.index] + [c for c in s.index if c not in FIRST_COLUMNS]
+    """Columns that differ between members (a sweep index holds every config field); the rest in
+    a small table of what all members share."""
+    same = [c for c in s.index if c not in ALWAYS and _constant(s.index[c])] if s.n > 1 else []
+    cols = [c for c in FIRST_COLUMNS if c in s.index and c not in same] + [c for c in s.index if c not in FIRST_COLUMNS
+                                                                           and c not in same]
     n = min(s.n, MAX_ROWS)
     link = any(_member_link(s, i) != "<td></td>" for i in range(min(n, 50)))
-    # Integer columns with nulls arrive as floats; show them as integers again.
-    ints = {c for c in cols if isinstance(s.index[c], np.ndarray) and s.index[c].dtype.kind == "f"
-            and np.all(np.mod(s.index[c][np.isfinite(s.index[c])], 1) == 0)}
+    ints = getattr(s.index, "ints", frozenset())  # integer columns with nulls arrive as floats
     rows = []
     for i in range(n):
         r = [cell(_py(s.index[c][i], c in ints), f"member-{i}-{c}" if c in ("final_test_acc", "step_generalized") else None)
              for c in cols]
         rows.append(r + ([_member_link(s, i)] if link else []))
     more = note(f"showing the first {MAX_ROWS} of {s.n} members", "info") if s.n > MAX_ROWS else ""
-    return table(cols + (["run"] if link else []), rows, cls="sortable", ident="members") + more
+    shared = ("<h3>Same for every member</h3>" + kv_table({c: _py(s.index[c][0], c in ints) for c in same}, ident="shared")) if same else ""
+    return table(cols + (["run"] if link else []), rows, cls="sortable", ident="members") + more + shared
 
 
 def _py(v: Any, as_int: bool = False) -> Any:
     v = v.item() if isinstance(v, np.generic) else v
     if isinstance(v, float) and math.isnan(v):
         return None
-    return int(v) if as_int and isinstance(v, float) else v
+    return int(v) if as_int and isinstance(v, float) else v  # NaN was handled above
 
 
-def sweep_body(s: Sweep) -> tuple[str, dict[str, bytes]]:
+def sweep_body(s: Sweep, where: Path) -> tuple[str, dict[str, bytes]]:
+    """The page body and its PNG; ``where`` is the folder the HTML goes to (for links)."""
     parts = []
+    if (s.path / "phase.png").is_file():
+        parts.append(f'<p class="sub">phase diagram and fits as drawn by <code>groklab sweep</code>: '
+                     f'<a href="{esc(rel_link(s.path / "phase.png", where))}">phase.png</a></p>')
     if s.missing:
         parts.append(note("missing: " + ", ".join(f"<code>{esc(m)}</code>" for m in s.missing), "missing"))
     if s.n == 0:
@@ -334,15 +377,17 @@ def sweep_body(s: Sweep) -> tuple[str, dict[str, bytes]]:
         fig = scaling_fig(crit, s.fit)
         if fig is not None:
             parts.append(plotly_div(fig, "fig-scaling"))
-        parts.append(critical_table(crit, x_variable(s) or "x"))
+        from_fit = isinstance(s.fit, dict) and bool(s.fit.get("points"))
+        parts.append(critical_table(crit, x_variable(s), from_fit))
     if isinstance(s.fit, dict):
-        scal = {k: v for k, v in s.fit.items() if not isinstance(v, (list, dict))}
-        parts.append("<h3>fit.json</h3>" + kv_table(scal, ident="fit"))
-        if isinstance(s.fit.get("points"), list) and s.fit["points"] and all(isinstance(p, dict) for p in s.fit["points"]):
-            keys = list(dict.fromkeys(k for p in s.fit["points"] for k in p))
-            parts.append(table(keys, [[cell(p.get(k)) for k in keys] for p in s.fit["points"]], cls="sortable"))
+        rest = {k: v for k, v in s.fit.items() if k not in ("points", "series")}
+        parts.append("<h3>fit.json</h3>" + kv_table(rest, ident="fit"))
+        if isinstance(s.fit.get("series"), list):
+            parts.append(note(f"fit.json has {len(s.fit['series'])} series (a config field other than the size varies); "
+                              "the table and plot show the first", "info"))
     parts.append(f"<h2>Members ({s.n})</h2><p class=\"sub\">click a column header to sort</p>")
     parts.append(members_table(s) if s.n else "")
     if s.spec_text is not None:
         parts.append(f"<h2>spec.yaml</h2><pre id=\"spec\">{esc(s.spec_text)}</pre>")
-    return "\n".join(parts), {"phase": phase_png(s, pt, crit)} if s.n else {}
+    # Not phase.png: groklab sweep writes that one (groklab.scaling), and the report never clobbers it.
+    return "\n".join(parts), {"phase_report": phase_png(s, pt, crit)} if s.n else {}
