@@ -1,0 +1,433 @@
+"""Sweeps: a YAML spec of many runs, batched into ensembles, run resumably (locally or on Ray).
+
+    groklab sweep sweeps/li2_scaling.yaml --out sweeps_out/li2     # runs; again: resumes / skips
+    groklab sweep --status sweeps_out/li2                          # done / running / left, ETA
+
+A spec is a base config, a grid (cartesian product) and optional explicit runs; every key is a
+RunConfig field by its bare name (`RunConfig.field_names()`), plus `seed`, the member's seed:
+
+    name: li2_scaling
+    base: {width: 512, act: sqr, loss: mse, opt: adam, lr: 1.0e-3, wd: 1.0e-4, stop_grokked: 100}
+    grid: {group: [Z23, Z31], crit_mult: [0.5, 1, 2], seed: [0, 1, 2]}
+    exclude: [{group: Z23, crit_mult: 3}]         # optional: drop matching grid points
+    runs: [{group: Z97, crit_mult: 1.25, seed: 0}] # optional: extra members (over base)
+    execution: {max_members: 64, threads: 1}      # optional: how members are packed into jobs
+
+A member is one network: its id is a stable hash of its flat config (`member_id`). Members that
+differ only in seed, lr, wd and training set (frac / n_train / crit_mult / split_seed) are packed
+into one engine Job (ensemble) and train as one tensor program (`plan_jobs`). The sweep folder
+format is in docs/formats.md; execution, storage and progress live in `sweep_exec`.
+
+Python: `run_sweep(spec, out)` -> `SweepResult` (index as a table, fit.json as a dict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from .errors import GroklabError
+
+__all__ = ["Spec", "Member", "PlannedJob", "load_spec", "plan_jobs", "member_id", "run_sweep", "sweep_status",
+           "load_results", "SweepResult", "add_parser", "cmd_sweep", "BATCH_FIELDS"]
+
+SPEC_KEYS = ("name", "description", "base", "grid", "exclude", "runs", "execution")
+# Fields a member may have of its own inside one ensemble job (the engine takes them per member).
+BATCH_FIELDS = ("seed", "lr", "wd", "frac", "n_train", "crit_mult", "split_seed")
+# Execution settings: how members are packed into jobs and run. They change no member's identity.
+EXECUTION_DEFAULTS: dict[str, Any] = {
+    "max_members": 64,  # members per job at most
+    "max_elements": 1 << 24,  # E * n_train_max * width at most (one activation tensor, float32: 64 MB)
+    "max_padding": 1.3,  # a job's padded work / useful work at most, once the job is large ("min_work")
+    "min_work": 1 << 27,  # jobs smaller than this (E * n * width * M) are packed regardless of padding
+    "threads": 1,  # torch threads per job; results depend on it (reduction order), so it is fixed here
+    "checkpoint_s": 60.0,  # save a job's checkpoint at most this often (and at every ckpt_every)
+}
+
+
+# ---- field kinds (for YAML values and the index schema) -------------------------------------------
+def _kind(annotation: str) -> str:
+    t = str(annotation)
+    for k in ("tuple", "bool", "float", "int", "str"):
+        if k in t:
+            return k
+    return "str"
+
+
+FIELD_KINDS: dict[str, str] = {f.name: _kind(f.type) for cls in (TaskConfig, ModelConfig, TrainConfig) for f in fields(cls)}
+FIELD_KINDS.pop("seeds")
+FIELD_KINDS["seed"] = "int"
+SPEC_FIELDS = tuple(["seed"] + [n for n in RunConfig.field_names() if n != "seeds"])
+
+
+def _normalize(key: str, value: Any) -> Any:
+    """YAML reads 1e-3 as a string and 2 as an int: give each field its own type, so that equal
+    configs hash equally (lr 1 and lr 1.0 are one member)."""
+    kind = FIELD_KINDS.get(key)
+    if isinstance(value, bool) or value is None:
+        return value
+    if kind == "float":
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    return value
+
+
+# ---- the spec ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Member:
+    """One network of the sweep: its flat config (bare field names, `seed` for the member seed)."""
+
+    id: str
+    flat: dict[str, Any] = field(repr=False)
+    cfg: RunConfig = field(repr=False)
+    n_train: int = 0  # the number of training pairs its split has
+    order: int = 0
+
+    @property
+    def seed(self) -> int:
+        return int(self.flat["seed"])
+
+
+@dataclass
+class Spec:
+    """A validated sweep spec: its members in order and the execution settings."""
+
+    name: str
+    raw: dict[str, Any]
+    members: list[Member]
+    execution: dict[str, Any]
+    source: str = "<dict>"
+
+    def describe(self) -> str:
+        return f"{self.name}: {len(self.members)} members"
+
+
+def member_id(flat: dict[str, Any]) -> str:
+    """A stable id: the first 12 hex digits of sha256 over the flat config as sorted JSON."""
+    text = json.dumps(flat, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _fail(where: str, msg: str, field_name: str | None = None) -> GroklabError:
+    return GroklabError(f"{where}: {msg}", field=field_name)
+
+
+def _check_keys(where: str, mapping: Any, allowed: tuple[str, ...], what: str) -> dict:
+    if not isinstance(mapping, dict):
+        raise _fail(where, f"must be a mapping of {what}, got {type(mapping).__name__}")
+    for key in mapping:
+        if key == "seeds" and "seed" in allowed:
+            raise _fail(f"{where}.seeds", "a sweep gives each member one seed: use `seed` (e.g. grid: {seed: [0, 1, 2]})", "seeds")
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise _fail(f"{where}.{key}", f"unknown {what[:-1] if what.endswith('s') else what}{hint}; known: {', '.join(sorted(allowed))}", str(key))
+    return {k: _normalize(k, v) for k, v in mapping.items()}
+
+
+def load_spec(spec: str | Path | dict, *, source: str | None = None) -> Spec:
+    """Read and validate a spec (a YAML file or a dict). Every member's config is built and its
+    training set sized here, so a bad key or value fails before anything runs; the error names
+    the key (e.g. ``sweep.yaml: grid.lr: --lr -1: must be > 0``)."""
+    import yaml
+
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        source = source or str(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise GroklabError(f"sweep spec {path}: no such file") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise GroklabError(f"sweep spec {path}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+    else:
+        raw, source = spec, source or "<dict>"
+    where = source
+    if not isinstance(raw, dict):
+        raise _fail(where, "a sweep spec must be a mapping with base / grid / runs")
+    _check_keys(where, raw, SPEC_KEYS, "top-level keys")
+    base = _check_keys(f"{where}: base", raw.get("base") or {}, SPEC_FIELDS, "config fields")
+    grid = _check_keys(f"{where}: grid", raw.get("grid") or {}, SPEC_FIELDS, "config fields")
+    axes: dict[str, list] = {}
+    for k, v in grid.items():
+        vals = v if isinstance(v, list) else [v]
+        if not vals:
+            raise _fail(f"{where}: grid.{k}", "an empty list gives no members; give at least one value", k)
+        axes[k] = [_normalize(k, x) for x in vals]
+    excludes = raw.get("exclude") or []
+    if not isinstance(excludes, list):
+        raise _fail(f"{where}: exclude", "must be a list of mappings, e.g. [{group: Z23, crit_mult: 3}]")
+    excludes = [_check_keys(f"{where}: exclude[{i}]", e, SPEC_FIELDS, "config fields") for i, e in enumerate(excludes)]
+    runs = raw.get("runs") or []
+    if not isinstance(runs, list):
+        raise _fail(f"{where}: runs", "must be a list of mappings (one per member)")
+    runs = [_check_keys(f"{where}: runs[{i}]", r, SPEC_FIELDS, "config fields") for i, r in enumerate(runs)]
+    execution = dict(EXECUTION_DEFAULTS)
+    execution.update(_check_keys(f"{where}: execution", raw.get("execution") or {}, tuple(EXECUTION_DEFAULTS), "execution settings"))
+    _check_execution(f"{where}: execution", execution)
+    name = str(raw.get("name") or (Path(source).stem if source != "<dict>" else "sweep"))
+
+    points: list[tuple[str, dict]] = []
+    if axes:
+        for combo in itertools.product(*axes.values()):
+            point = dict(zip(axes, combo))
+            if any(all(_same(point.get(k, base.get(k)), v) for k, v in e.items()) for e in excludes):
+                continue
+            points.append(("grid " + ", ".join(f"{k}={_show(v)}" for k, v in point.items()), {**base, **point}))
+    elif not runs:
+        points.append(("base", dict(base)))
+    for i, r in enumerate(runs):
+        points.append((f"runs[{i}]", {**base, **r}))
+    if not points:
+        raise _fail(where, "the grid and runs give no members (everything excluded?)")
+
+    members, seen = [], set()
+    tasks: dict[str, Any] = {}
+    for origin, flat in points:
+        m = _build_member(f"{where}: {origin}", flat, tasks)
+        if m.id not in seen:  # the same member twice (grid and runs) runs once
+            seen.add(m.id)
+            members.append(m)
+    return Spec(name, raw, members, execution, source)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def _show(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _check_execution(where: str, ex: dict) -> None:
+    for k in ("max_members", "max_elements", "threads", "min_work"):
+        v = ex[k]
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise _fail(f"{where}.{k}", f"{v!r}: must be an integer >= 1", k)
+    for k, lo in (("max_padding", 1.0), ("checkpoint_s", 0.0)):
+        v = ex[k]
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo):
+            raise _fail(f"{where}.{k}", f"{v!r}: must be a number >= {lo:g}", k)
+        ex[k] = float(v)
+
+
+def _build_member(where: str, flat: dict, tasks: dict) -> Member:
+    from .tasks import make_task, split_size
+
+    flat = dict(flat)
+    seed = flat.pop("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63):
+        raise _fail(f"{where}: seed", f"{seed!r}: must be an integer in [0, 2**63)", "seed")
+    try:
+        cfg = RunConfig.from_flat({**flat, "seeds": (seed,)})
+        group = cfg.task.group
+        if group not in tasks:
+            tasks[group] = make_task(group)
+        task = tasks[group]
+        t = cfg.task
+        n = split_size(task, frac=t.frac, n_train=t.n_train, crit_mult=t.crit_mult)
+        if cfg.train.batch_size is not None and cfg.train.batch_size >= n:
+            raise GroklabError(f"--batch-size {cfg.train.batch_size}: must be smaller than the training set ({n} pairs)", field="batch_size")
+    except GroklabError as e:
+        hint = ""
+        if e.field in ("crit_mult", "frac", "n_train") and "training pairs" in str(e):
+            hint = "; drop such points with `exclude:` (e.g. exclude: [{group: Z23, crit_mult: 3}])"
+        raise GroklabError(f"{where}: {e}{hint}", field=e.field) from None
+    full = cfg.flat()
+    full.pop("seeds")
+    full = {"seed": seed, **{k: _normalize(k, v) for k, v in full.items()}}
+    return Member(member_id(full), full, cfg, n, task.order)
+
+
+# ---- packing members into jobs -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedJob:
+    """One engine Job: members sharing everything but BATCH_FIELDS; id = hash of its member ids."""
+
+    id: str
+    members: tuple[str, ...]
+    work: float  # estimated cost units (E * n_max * width * (M + 8) * steps), for scheduling and ETA
+
+
+def batch_key(m: Member) -> str:
+    return json.dumps({k: v for k, v in m.flat.items() if k not in BATCH_FIELDS}, sort_keys=True)
+
+
+def _pair_cost(m: Member) -> int:
+    """Rough arithmetic per training pair and step (relative units): the li2 output layer is K x M."""
+    c = m.cfg.model
+    width = {"li2": c.width, "embed-mlp": c.d_mlp}.get(c.model, 4 * c.d_model + c.d_mlp)
+    return width * (m.order + 8)
+
+
+def _width(m: Member) -> int:
+    c = m.cfg.model
+    return {"li2": c.width, "embed-mlp": c.d_mlp}.get(c.model, max(c.d_model, c.d_mlp))
+
+
+def plan_jobs(members: list[Member], execution: dict) -> list[PlannedJob]:
+    """Pack members into jobs. Within one batch class the members are sorted by training-set size,
+    and a job closes when it would exceed max_members, max_elements, or (once its work passes
+    min_work) max_padding: padding every member to the largest training set costs arithmetic,
+    and members of like size also tend to stop (stop_grokked / stop_plateau) at like times.
+    The plan depends on the members and the settings only, so it is the same on every machine."""
+    classes: dict[str, list[Member]] = {}
+    for m in members:
+        classes.setdefault(batch_key(m), []).append(m)
+    jobs = []
+    for ms in classes.values():
+        ms = sorted(ms, key=lambda m: (m.n_train, m.seed, m.flat["lr"], m.flat["wd"], m.id))
+        chunk: list[Member] = []
+        for m in ms:
+            if chunk:
+                E, n_max = len(chunk) + 1, max(m.n_train, chunk[-1].n_train)
+                useful = sum(c.n_train for c in chunk) + m.n_train
+                work = E * n_max * _pair_cost(m)
+                too_many = E > execution["max_members"] or E * n_max * _width(m) > execution["max_elements"]
+                too_padded = work > execution["min_work"] and E * n_max > execution["max_padding"] * useful
+                if too_many or too_padded:
+                    jobs.append(_job(chunk))
+                    chunk = []
+            chunk.append(m)
+        jobs.append(_job(chunk))
+    return jobs
+
+
+def _job(chunk: list[Member]) -> PlannedJob:
+    ids = tuple(m.id for m in chunk)
+    jid = hashlib.sha256(",".join(ids).encode()).hexdigest()[:12]
+    work = len(chunk) * max(m.n_train for m in chunk) * _pair_cost(chunk[0]) * chunk[0].cfg.train.steps
+    return PlannedJob(jid, ids, float(work))
+
+
+# ---- the API ----------------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    """A sweep folder's results: index.parquet as an Arrow table, fit.json as a dict."""
+
+    dir: Path
+    index: Any  # pyarrow.Table
+    fit: dict | None
+    phase_png: Path | None
+    total_members: int
+    ran_members: int = 0  # trained by this call
+    wall_s: float = 0.0
+
+    def index_df(self):
+        return self.index.to_pandas()
+
+
+def run_sweep(spec: str | Path | dict | Spec, out: str | Path | None = None, *, executor: str = "local",
+              workers: int | None = None, extend: bool = False, quiet: bool = True,
+              ray_address: str | None = None, on_progress: Callable[[dict], None] | None = None,
+              analyze: bool = True) -> SweepResult:
+    """Run every member of `spec` not yet done in `out` (default sweeps_out/<name>), then write
+    index.parquet, fit.json and phase.png. Resumable: killed at any moment, the same call finishes
+    it with each member exactly once. A different spec under an existing folder is an error
+    unless extend=True (which adds the new members). analyze=False skips fit.json and phase.png."""
+    from . import sweep_exec
+
+    sp = spec if isinstance(spec, Spec) else load_spec(spec)
+    out = Path(out) if out is not None else Path("sweeps_out") / sp.name
+    return sweep_exec.execute(sp, out, executor=executor, workers=workers, extend=extend, quiet=quiet,
+                              ray_address=ray_address, on_progress=on_progress, analyze=analyze)
+
+
+def sweep_status(out: str | Path) -> dict:
+    """done / running / left members and jobs, rate and ETA of a sweep folder (running or not)."""
+    from . import sweep_exec
+
+    return sweep_exec.status(Path(out))
+
+
+def load_results(out: str | Path) -> SweepResult:
+    """Read a sweep folder (finished or not) without running anything."""
+    from . import sweep_exec
+
+    return sweep_exec.load_results(Path(out))
+
+
+# ---- the command line ----------------------------------------------------------------------------------
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `sweep` verb to the CLI's subparsers (`sub` from add_subparsers, parser_class=_Parser)."""
+    p = sub.add_parser("sweep", help="run a sweep spec (many runs, batched into ensembles; resumable)",
+                       description="Run the members of a sweep spec not yet done in --out; write index.parquet, fit.json, phase.png.")
+    p.add_argument("spec", nargs="?", help="sweep spec (YAML), e.g. sweeps/li2_scaling.yaml")
+    p.add_argument("--out", help="sweep folder (default sweeps_out/<spec name>); re-running resumes it")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or a Ray cluster")
+    p.add_argument("--workers", type=int, help="jobs at once (default: CPU cores / execution.threads; on Ray: the cluster's CPUs)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--extend", action="store_true", help="add the spec's new members to an existing sweep folder")
+    p.add_argument("--status", metavar="DIR", help="print done / running / left and the ETA of a sweep folder, then exit")
+    p.add_argument("--dry-run", action="store_true", help="print the members and jobs the spec gives, run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
+def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
+    from . import sweep_exec
+
+    if ns.status:
+        if ns.spec or ns.dry_run or ns.extend:
+            raise GroklabError("--status DIR: takes no spec and no other sweep options")
+        sweep_exec.print_status(sweep_exec.status(Path(ns.status)))
+        return 0
+    if not ns.spec:
+        raise GroklabError("groklab sweep: give a spec (groklab sweep SPEC.yaml) or --status DIR")
+    if ns.workers is not None and ns.workers < 1:
+        raise GroklabError(f"--workers {ns.workers}: must be >= 1")
+    sp = load_spec(ns.spec)
+    out = Path(ns.out) if ns.out else Path("sweeps_out") / sp.name
+    if ns.dry_run:
+        sweep_exec.print_plan(sp, out)
+        return 0
+    res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
+                    ray_address=ns.ray_address)
+    return 0 if res.total_members else 3
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """`python -m groklab.sweep SPEC ...`: the sweep verb on its own (same parser, same errors)."""
+    import sys
+
+    from .cli import _Parser
+
+    parser = _Parser(prog="groklab")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    add_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ns = parser.parse_args(["sweep", *argv])
+        return cmd_sweep(ns, argv)
+    except GroklabError as e:
+        print(f"groklab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("groklab: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
