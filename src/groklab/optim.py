@@ -153,9 +153,13 @@ class Muon(EnsembleOptimizer):
             st["momentum_buffer"] = torch.zeros_like(p)
         m = st["momentum_buffer"]
         m.lerp_(g, 1 - self.beta)
+        # A parameter may hold several matrices per member (Li2Net's W holds W_a^T and W_b^T as
+        # blocks of shape `muon_blocks`); each is orthogonalised on its own.
+        block = getattr(p, "muon_blocks", tuple(p.shape[-2:]))
+        update = newton_schulz(m.reshape(-1, *block)).reshape(p.shape)
         rows, cols = getattr(p, "muon_shape", p.shape[-2:])  # logical shape (Li2Net stores W^T)
         scale = max(1.0, rows / cols) ** 0.5  # update_rms_compensate
-        p.sub_(lr * scale * newton_schulz(m))
+        p.sub_(lr * scale * update)
 
 
 class Combined:

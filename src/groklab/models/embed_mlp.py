@@ -30,78 +30,24 @@ import math
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import ModelConfig
-from .li2 import ACT, member_generator
+from .li2 import Li2Net
 
 
-class EmbedMLP(nn.Module):
-    """E Gromov networks. Parameters: Wa, Wb (E, M, N) = W_a^T, W_b^T (an embedding table per
-    operand, one row per symbol, so the gather reads contiguous rows), V (E, M, N)."""
+class EmbedMLP(Li2Net):
+    """E Gromov networks: Li2Net's structure and storage (W (E, 2M, N), V (E, M, N)), with Gromov's
+    N(0, 1) init and forward constants 1/sqrt(2M) and 1/N."""
 
     kind = "embed-mlp"
 
     def __init__(self, order: int, cfg: ModelConfig, seeds: Sequence[int]):
-        super().__init__()
-        N, M = cfg.width, order
-        self.order, self.width, self.act_name = M, N, cfg.act
-        self.act = ACT[cfg.act]
-        self.in_scale = 1.0 / math.sqrt(2 * M)  # 1/sqrt(D), D = 2M inputs
-        self.out_scale = 1.0 / N  # mean-field readout
-        w, v = [], []
-        for s in seeds:
-            g = member_generator(s)
-            w.append(torch.randn(N, 2 * M, generator=g))  # first layer W on [e_a ; e_b]
-            v.append(torch.randn(M, N, generator=g))
-        W = torch.stack(w)  # (E, N, 2M)
-        self.Wa = nn.Parameter(W[:, :, :M].mT.contiguous())  # (E, M, N) = W_a^T
-        self.Wb = nn.Parameter(W[:, :, M:].mT.contiguous())  # (E, M, N) = W_b^T
-        self.V = nn.Parameter(torch.stack(v))  # (E, M, N)
-        self.Wa.muon_shape = self.Wb.muon_shape = (N, M)  # the matrix Muon sees is W_a (N x M)
+        self.in_scale = 1.0 / math.sqrt(2 * order)  # 1/sqrt(D), D = 2M inputs
+        self.out_scale = 1.0 / cfg.width  # mean-field readout
+        super().__init__(order, cfg.width, cfg.act, seeds)
 
-    @property
-    def n_members(self) -> int:
-        return self.Wa.shape[0]
-
-    def hidden_pre(self, a: Tensor, b: Tensor) -> Tensor:
-        """h = (W_a[:, a] + W_b[:, b]) / sqrt(2M) for a, b (n,) shared or (E, n). Returns (E, n, N)."""
-        if a.dim() == 1:
-            h = self.Wa.index_select(1, a) + self.Wb.index_select(1, b)
-        else:
-            E, n, N = self.Wa.shape[0], a.shape[1], self.Wa.shape[2]
-            h = self.Wa.gather(1, a[:, :, None].expand(E, n, N)) + self.Wb.gather(1, b[:, :, None].expand(E, n, N))
-        return h * self.in_scale
-
-    def features(self, a: Tensor, b: Tensor) -> Tensor:
-        """f = σ(h), (E, n, N)."""
-        return self.act(self.hidden_pre(a, b))
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """o = V f / N, laid out (E, M, n)."""
-        return torch.bmm(self.V, self.features(a, b).mT) * self.out_scale  # (E, M, N) @ (E, N, n)
-
-    def muon_params(self) -> list[nn.Parameter]:
-        """W_a and W_b (Muon on the first layer, Adam on V, as for Li2Net)."""
-        return [self.Wa, self.Wb]
-
-    def weight_norms(self) -> dict[str, Tensor]:
-        """Per-member Frobenius norms of the raw parameters, (E,) each: ||W||_F and ||V||_F."""
-        w = (self.Wa.square().sum((1, 2)) + self.Wb.square().sum((1, 2))).sqrt()
-        return {"w_norm": w, "v_norm": self.V.square().sum((1, 2)).sqrt()}
-
-    def export(self) -> dict[str, Tensor]:
-        """Raw weights, Li2Net's layout: W (E, N, 2M) with W[:, :, :M] acting on a, V (E, M, N)."""
-        return {"W": torch.cat([self.Wa, self.Wb], dim=1).mT.contiguous().detach(), "V": self.V.detach().contiguous()}
-
-    @torch.no_grad()
-    def load_exported(self, tensors: dict[str, Tensor]) -> None:
-        W, V = tensors["W"], tensors["V"]  # (E, N, 2M), (E, M, N)
-        M = self.order
-        self.Wa.copy_(W[..., :M].mT)
-        self.Wb.copy_(W[..., M:].mT)
-        self.V.copy_(V)
-
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of one member's exported tensors (for --init checks)."""
-        return {"W": (self.width, 2 * self.order), "V": (self.order, self.width)}
+    @staticmethod
+    def init_member(g: torch.Generator, M: int, N: int) -> tuple[Tensor, Tensor]:
+        """W (N, 2M) on [e_a ; e_b] and V (M, N), both N(0, 1)."""
+        return torch.randn(N, 2 * M, generator=g), torch.randn(M, N, generator=g)

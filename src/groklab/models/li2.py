@@ -8,9 +8,10 @@ W = [W_a | W_b] is K x 2M with no bias, V is M x K with no bias. Every parameter
 ensemble axis E, so E independent networks train as one tensor program. Because x is one-hot the
 first layer is a gather (index_select), never a one-hot matmul: O(K n) instead of O(K M n).
 
-Storage: W_a and W_b are kept transposed, (E, M, K) - one row of K weights per input symbol, as an
-embedding table - so the gather reads contiguous rows. `export()` writes the paper's layout
-W (E, K, 2M). Muon's shape-dependent scale uses the logical (K, M) shape (`muon_shape`).
+Storage: W is kept transposed as one table (E, 2M, K) - one row of K weights per input symbol,
+rows 0..M-1 for the first operand - so the fused first layer (models/pairs.py) reads contiguous
+rows. `export()` writes the paper's layout W (E, K, 2M). Muon orthogonalises W_a and W_b
+separately, as the original code does per Linear (`muon_blocks`), with the logical (K, M) shape.
 
 Init is PyTorch's nn.Linear default, as in the original code (layera/layerb = Linear(M, K),
 layerc = Linear(K, M)): uniform ±1/sqrt(fan_in), so W_a, W_b ~ U(±1/sqrt(M)), V ~ U(±1/sqrt(K)).
@@ -24,12 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-ACT = {
-    "sqr": lambda h: h * h,
-    "relu": torch.relu,
-    "silu": nn.functional.silu,
-    "relusqr": lambda h: torch.relu(h).square(),
-}
+from .pairs import ACT, pair_features
 
 
 def member_generator(seed: int) -> torch.Generator:
@@ -38,66 +34,73 @@ def member_generator(seed: int) -> torch.Generator:
 
 
 class Li2Net(nn.Module):
-    """E Li2 networks. Parameters: Wa, Wb (E, M, K) = W_a^T, W_b^T (first / second operand), V (E, M, K)."""
+    """E Li2 networks. Parameters: W (E, 2M, K) = [W_a | W_b]^T, V (E, M, K)."""
 
     kind = "li2"
+    in_scale = 1.0  # h = in_scale · W x   (EmbedMLP changes these two constants)
+    out_scale = 1.0  # o = out_scale · V f
 
     def __init__(self, order: int, width: int, act: str, seeds: Sequence[int]):
         super().__init__()
-        E, K, M = len(seeds), width, order
+        K, M = width, order
         self.order, self.width, self.act_name = M, K, act
-        self.act = ACT[act]
-        wa, wb, v = [], [], []
-        for s in seeds:
-            g = member_generator(s)
-            # Same draw order as torch.nn.Linear's reset_parameters for layera, layerb, layerc.
-            wa.append(torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g))
-            wb.append(torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g))
-            v.append(torch.empty(M, K).uniform_(-K ** -0.5, K ** -0.5, generator=g))
-        self.Wa = nn.Parameter(torch.stack(wa).mT.contiguous())  # (E, M, K) = W_a^T
-        self.Wb = nn.Parameter(torch.stack(wb).mT.contiguous())  # (E, M, K) = W_b^T
-        self.V = nn.Parameter(torch.stack(v))  # (E, M, K)
-        self.Wa.muon_shape = self.Wb.muon_shape = (K, M)  # the matrix Muon sees is W_a (K x M)
+        W, V = zip(*(self.init_member(member_generator(s), M, K) for s in seeds))
+        self.W = nn.Parameter(torch.stack(W).mT.contiguous())  # (E, 2M, K)
+        self.V = nn.Parameter(torch.stack(V))  # (E, M, K)
+        self.W.muon_blocks = (M, K)  # Muon sees two matrices per member, W_a^T and W_b^T ...
+        self.W.muon_shape = (K, M)  # ... whose logical shape (for its scale) is K x M
+
+    @staticmethod
+    def init_member(g: torch.Generator, M: int, K: int) -> tuple[Tensor, Tensor]:
+        """One member's W (K, 2M) and V (M, K), drawn in nn.Linear's order for layera, layerb, layerc."""
+        wa = torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g)
+        wb = torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g)
+        v = torch.empty(M, K).uniform_(-K ** -0.5, K ** -0.5, generator=g)
+        return torch.cat([wa, wb], dim=1), v
+
+    @property
+    def Wa(self) -> Tensor:
+        """W_a^T, (E, M, K): a view, for analysis."""
+        return self.W[:, : self.order]
+
+    @property
+    def Wb(self) -> Tensor:
+        """W_b^T, (E, M, K): a view, for analysis."""
+        return self.W[:, self.order :]
 
     @property
     def n_members(self) -> int:
-        return self.Wa.shape[0]
-
-    def hidden_pre(self, a: Tensor, b: Tensor) -> Tensor:
-        """h = W x for pairs (a, b): a, b are (n,) (shared by all members) or (E, n). Returns (E, n, K)."""
-        if a.dim() == 1:
-            return self.Wa.index_select(1, a) + self.Wb.index_select(1, b)
-        E, n, K = self.Wa.shape[0], a.shape[1], self.Wa.shape[2]
-        return self.Wa.gather(1, a[:, :, None].expand(E, n, K)) + self.Wb.gather(1, b[:, :, None].expand(E, n, K))
+        return self.W.shape[0]
 
     def features(self, a: Tensor, b: Tensor) -> Tensor:
-        """F = σ(W x), (E, n, K): per member the paper's F (n x K, row convention)."""
-        return self.act(self.hidden_pre(a, b))
+        """F = σ(W x) for pairs (a, b), which are (n,) (shared by all members) or (E, n).
+        Returns (E, n, K): per member the paper's F (n x K, row convention)."""
+        return pair_features(self.W, a, b, self.act_name, self.in_scale)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """Outputs o = V f, laid out (E, M, n): class axis 1, as torch's cross_entropy expects."""
         f = self.features(a, b)  # (E, n, K)
-        return torch.bmm(self.V, f.mT)  # (E, M, K) @ (E, K, n) -> (E, M, n)
+        o = torch.bmm(self.V, f.mT)  # (E, M, K) @ (E, K, n) -> (E, M, n)
+        return o if self.out_scale == 1.0 else o * self.out_scale
 
     def muon_params(self) -> list[nn.Parameter]:
-        """Matrices Muon orthogonalises: W (the original code applies it per Linear: W_a and W_b)."""
-        return [self.Wa, self.Wb]
+        """Matrices Muon orthogonalises: W, as two blocks W_a and W_b (the original code applies it
+        per Linear layer)."""
+        return [self.W]
 
     def weight_norms(self) -> dict[str, Tensor]:
         """Per-member Frobenius norms, (E,) each."""
-        w = (self.Wa.square().sum((1, 2)) + self.Wb.square().sum((1, 2))).sqrt()  # ||W||_F
+        w = self.W.square().sum((1, 2)).sqrt()  # ||W||_F
         return {"w_norm": w, "v_norm": self.V.square().sum((1, 2)).sqrt()}
 
     def export(self) -> dict[str, Tensor]:
         """Tensors for weights.safetensors: W (E, K, 2M) with W[:, :, :M] acting on a, and V (E, M, K)."""
-        return {"W": torch.cat([self.Wa, self.Wb], dim=1).mT.contiguous().detach(), "V": self.V.detach().contiguous()}
+        return {"W": self.W.mT.contiguous().detach(), "V": self.V.detach().contiguous()}
 
     @torch.no_grad()
     def load_exported(self, tensors: dict[str, Tensor]) -> None:
         W, V = tensors["W"], tensors["V"]  # (E, K, 2M), (E, M, K)
-        M = self.order
-        self.Wa.copy_(W[..., :M].mT)
-        self.Wb.copy_(W[..., M:].mT)
+        self.W.copy_(W.mT)
         self.V.copy_(V)
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
