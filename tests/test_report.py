@@ -406,6 +406,11 @@ def test_compare_two_runs(tmp_path):
     assert_offline(out)
     custom = report([str(a), str(b)], out=tmp_path / "cmp" / "ab.html")
     assert custom == tmp_path / "cmp" / "ab.html" and (tmp_path / "cmp" / "ab_curves.png").is_file()
+    (tmp_path / "demo").mkdir()  # as `groklab demo` calls it: its own curves.png stays
+    (tmp_path / "demo" / "curves.png").write_bytes(b"demo's")
+    assert report([a, b], out=tmp_path / "demo" / "report.html") == tmp_path / "demo" / "report.html"
+    assert (tmp_path / "demo" / "curves.png").read_bytes() == b"demo's"
+    assert (tmp_path / "demo" / "report_curves.png").is_file()
 
 
 def test_out_folder_for_a_single_run(tmp_path):

@@ -37,8 +37,8 @@ def report(paths: Sequence[str | Path] | str | Path, out: Path | str | None = No
     One run folder -> ``DIR/report.html``; one sweep folder -> ``DIR/report.html``; several run
     folders -> a comparison at ``out`` or ``FIRST_RUN/compare.html``. ``out`` may name the HTML
     file or a folder for it. PNGs go next to the HTML: ``curves.png``, ``analysis.png`` (run),
-    ``phase_report.png`` (sweep; ``phase.png`` is the sweep's own); with another HTML name they are
-    prefixed with its stem.
+    ``phase_report.png`` (sweep; ``phase.png`` is the sweep's own); for a comparison, or another
+    HTML name, they are prefixed with the HTML's stem (``compare_curves.png``).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -54,16 +54,19 @@ def report(paths: Sequence[str | Path] | str | Path, out: Path | str | None = No
     elif len(loaded) == 1:
         run = loaded[0]
         html_path = _out_path(out, run.path, "report.html")
-        body, pngs = run_body(run, _png_prefix(html_path))
+        body, pngs = run_body(run)
         title, sub = f"groklab run: {run.path.name}", _run_subtitle(run)
     else:
         sweeps = [x.path for x in loaded if isinstance(x, Sweep)]
         if sweeps:
             raise GroklabError(f"{sweeps[0]}: is a sweep folder; a comparison takes run folders only")
         html_path = _out_path(out, loaded[0].path, "compare.html")
-        body, pngs = compare_body(loaded, html_path.parent, _png_prefix(html_path))
+        body, pngs = compare_body(loaded, html_path.parent)
         title, sub = f"groklab: {len(loaded)} runs compared", " · ".join(esc(r.path) for r in loaded)
-    files: dict[Path, bytes | str] = {html_path.parent / f"{_png_prefix(html_path)}{k}.png": v for k, v in pngs.items()}
+    # PNGs beside the HTML: plain names for a run's or sweep's report.html, else prefixed with the
+    # HTML's stem (a comparison must not overwrite a run's own curves.png, e.g. in `groklab demo`).
+    prefix = "" if html_path.name == "report.html" and len(loaded) == 1 else html_path.stem + "_"
+    files: dict[Path, bytes | str] = {html_path.parent / f"{prefix}{k}.png": v for k, v in pngs.items()}
     files[html_path] = page(title, sub, _png_links(files, html_path) + body)
     write_atomic(files)
     return html_path
@@ -89,10 +92,6 @@ def _out_path(out: Path | str | None, folder: Path, name: str) -> Path:
         return folder / name
     out = Path(out)
     return out / name if out.is_dir() or not out.suffix else out
-
-
-def _png_prefix(html_path: Path) -> str:
-    return "" if html_path.name == "report.html" else html_path.stem + "_"
 
 
 def _png_links(files: dict, html_path: Path) -> str:
@@ -168,7 +167,7 @@ def summary_tables(run: Run, id_prefix: str = "") -> str:
     return out
 
 
-def run_body(run: Run, prefix: str) -> tuple[str, dict[str, bytes]]:
+def run_body(run: Run) -> tuple[str, dict[str, bytes]]:
     from .report_analysis import analysis_section
 
     parts = status_notes(run)
@@ -211,7 +210,7 @@ def config_section(run: Run) -> str:
 # several runs
 
 
-def compare_body(runs: list[Run], where: Path, prefix: str) -> tuple[str, dict[str, bytes]]:
+def compare_body(runs: list[Run], where: Path) -> tuple[str, dict[str, bytes]]:
     parts = [n for r in runs for n in status_notes(r, prefix="run")]
     rows = []
     for i, r in enumerate(runs):
