@@ -22,7 +22,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/groklab demo
 
+# The report tests drive a headless Chromium: scripts/ensure_chromium.sh installs Debian's package
+# when it is missing (root + apt-get), and the browser tests skip with a reason where it cannot.
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     b.add_argument("--device", default="auto", choices=DEVICES)
 
+    rp = sub.add_parser("report", help="HTML (+PNG) report of a run, a sweep, or several runs compared")
+    rp.add_argument("paths", nargs="+", help="run folder(s) or a sweep folder")
+    rp.add_argument("--out", help="where to write the HTML (default: inside the first folder)")
+
+    from .sweep import add_parser as add_sweep_parser
+    from .theory.cli import add_parsers as add_theory_parsers
+
+    add_sweep_parser(sub)
+    add_theory_parsers(sub)  # theory, analyze
     return p
 
 
@@ -139,7 +148,33 @@ def cmd_bench(ns: argparse.Namespace, argv: list[str]) -> int:
     return bench_main(json_path=ns.json, quick=ns.quick, device=ns.device)
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench}
+def cmd_report(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .report import report
+
+    print(report(ns.paths, out=ns.out))
+    return 0
+
+
+def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .sweep import cmd_sweep as run_sweep_cmd
+
+    return run_sweep_cmd(ns, argv)
+
+
+def cmd_theory(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .theory.cli import cmd_theory as theory_cmd
+
+    return theory_cmd(ns, argv)
+
+
+def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .theory.cli import cmd_analyze as analyze_cmd
+
+    return analyze_cmd(ns, argv)
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
+            "theory": cmd_theory, "analyze": cmd_analyze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
