@@ -15,6 +15,8 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# Ray is optional (groklab[ray]); the sweep tests use it when it installs, else skip with a reason.
+	$(BIN)/pip install -q 'ray>=2.9' || echo "note: ray could not be installed; the Ray executor test will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP)
