@@ -113,7 +113,7 @@ def test_plan_splits_by_shape_and_limits():
     jobs = sweep.plan_jobs(sp.members, sp.execution)
     assert sorted(len(j.members) for j in jobs) == [12, 12]  # lr, wd and seed ride inside a job
     capped = sweep.plan_jobs(sp.members, {**sp.execution, "max_members": 5})
-    assert sorted(len(j.members) for j in capped) == [2, 2, 5, 5, 5, 5]
+    assert sorted(len(j.members) for j in capped) == [4] * 6  # 12 alike members: three near-equal jobs each
 
 
 # ---- running, resuming ----------------------------------------------------------------------------------
@@ -207,6 +207,31 @@ def test_resume_from_a_checkpoint_is_bit_exact(reference, tmp_path, monkeypatch)
     assert metrics(out).equals(metrics(reference))
 
 
+def test_ctrl_c_checkpoints_at_the_next_evaluation(reference, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) sets a flag; the running job saves a checkpoint at its next evaluation
+    and the sweep stops; the rerun resumes there and gives the uninterrupted numbers."""
+    out = tmp_path / "ctrlc"
+    real = sweep_exec.run_job
+    seen: list[str] = []
+
+    def interrupting(out_, job, flats, on_eval=None):
+        def hook(jid, st, m):
+            if st.step == 40 and not seen:
+                seen.append(jid)
+                sweep_exec._STOP["requested"] = True  # what the SIGINT handler does
+        return real(out_, job, flats, on_eval=hook)
+
+    monkeypatch.setattr(sweep_exec, "run_job", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(TINY, out, workers=1, analyze=False)
+    ck = torch.load(out / "jobs" / seen[0] / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 40
+    res = sweep.run_sweep(TINY, out, workers=1, analyze=False)
+    assert res.index.num_rows == 24 and res.ran_members == 24
+    assert frame(out).equals(frame(reference))
+    assert metrics(out).equals(metrics(reference))
+
+
 def test_changed_spec_is_an_error_unless_extend(reference, tmp_path):
     out = tmp_path / "ext"
     small = tiny(grid={"group": ["Z5"], "width": [8], "frac": [0.4, 0.6], "seed": [0, 1]})
@@ -218,6 +243,12 @@ def test_changed_spec_is_an_error_unless_extend(reference, tmp_path):
     assert res.ran_members == 2 and res.index.num_rows == 6
     again = sweep.run_sweep(bigger, out, workers=1, analyze=False)
     assert again.ran_members == 0
+    other = tmp_path / "not_a_sweep"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(GroklabError, match="holds no sweep"):
+        sweep.run_sweep(small, other, workers=1)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 
 def test_pool_of_processes_matches(reference, tmp_path):
@@ -233,9 +264,9 @@ def test_status_cli(reference, capsys):
 
 
 def test_ray_matches_local(reference, tmp_path):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed here (pip install 'groklab[ray]'); the local executor was tested")
     out = tmp_path / "ray"
     sweep.run_sweep(TINY, out, executor="ray", workers=2, analyze=False)

@@ -9,8 +9,10 @@ is censored and left out of the fits.
 
 Fits, by least squares in log space with 95% confidence intervals (Student t, from the residuals):
     n* = c · M · ln M                 (Li2's form; the original code's c = 2.7482)
-    n* = c · M^α · (ln M)^β           (free exponents; over a short range of M, α and β are
-                                       strongly correlated, which the intervals show)
+    n* = c · M^α · ln M               (a free exponent on M: α = 1 is Li2's law)
+    n* = c · M^α · (ln M)^β           (both free; over a short range of M, ln M and ln ln M are
+                                       nearly collinear, so α and β are barely separable - the
+                                       intervals and corr(α, β) show it)
 `analyze(index, out)` writes fit.json and phase.png into a sweep folder.
 """
 
@@ -153,12 +155,29 @@ def fit_power(M, n) -> dict | None:
     return out
 
 
+def fit_power_logm(M, n) -> dict | None:
+    """n = c · M^α · ln M (β fixed at Li2's 1): log(n / ln M) = log c + α log M, with 95% CIs.
+    Well conditioned where the free (α, β) fit is not; α = 1 is Li2's law."""
+    M, n = np.asarray(M, float), np.asarray(n, float)
+    if len(M) < 2:
+        return None
+    X = np.stack([np.ones_like(M), np.log(M)], axis=1)
+    b, cov, rss, dof = _ols(X, np.log(n) - np.log(np.log(M)))
+    out = {"form": "n = c * M^alpha * ln(M)", "c": float(math.exp(b[0])), "alpha": float(b[1]), "c_ci95": None,
+           "alpha_ci95": None, "points": int(len(M)), "dof": dof, "rms_log_residual": math.sqrt(rss / len(M))}
+    if cov is not None:
+        t, se = _t95(dof), np.sqrt(np.diag(cov))
+        out.update(c_ci95=[math.exp(b[0] - t * se[0]), math.exp(b[0] + t * se[0])],
+                   alpha_ci95=[float(b[1] - t * se[1]), float(b[1] + t * se[1])])
+    return out
+
+
 def fit_scaling(points: list[dict]) -> dict:
-    """Both fits over the uncensored points (one series)."""
+    """The fits over the uncensored points (one series)."""
     use = [p for p in points if p["n_crit"] is not None and p["order"] >= 3]
     M = [p["order"] for p in use]
     n = [p["n_crit"] for p in use]
-    return {"mlogm": fit_mlogm(M, n) if use else None, "power_law": fit_power(M, n)}
+    return {"mlogm": fit_mlogm(M, n) if use else None, "power_logm": fit_power_logm(M, n), "power_law": fit_power(M, n)}
 
 
 def analyze(index, out: str | Path | None = None, *, threshold: float = science.GENERALIZED_ACC) -> dict:
@@ -175,11 +194,11 @@ def analyze(index, out: str | Path | None = None, *, threshold: float = science.
     for k in keys:
         sp = [p for p in pts if repr(p["series"]) == k]
         series.append({"series": sp[0]["series"], "points": sp, **fit_scaling(sp)})
-    first = series[0] if series else {"points": [], "mlogm": None, "power_law": None, "series": None}
+    first = series[0] if series else {"points": [], "mlogm": None, "power_logm": None, "power_law": None, "series": None}
     ml = first["mlogm"] or {}
     fit = {"kind": "groklab.fit", "version": 1, "rule": science.CRITICAL_RULE, "threshold": threshold, "quorum": QUORUM,
            "li2_c": science.CRITICAL_CONST, "c": ml.get("c"), "c_ci95": ml.get("c_ci95"),
-           "mlogm": first["mlogm"], "power_law": first["power_law"], "points": first["points"],
+           "mlogm": first["mlogm"], "power_logm": first["power_logm"], "power_law": first["power_law"], "points": first["points"],
            "series": series if len(series) > 1 else None}
     if out is not None:
         out = Path(out)
@@ -226,6 +245,10 @@ def format_fit(fit: dict) -> str:
                      f"   Li2 code: c = {fit['li2_c']}")
     else:
         lines.append("fit n* = c·M·ln M: no group has an uncensored critical size")
+    pl = fit.get("power_logm")
+    if pl:
+        lines.append(f"fit n* = c·M^α·ln M:        c = {pl['c']:.3g}{_ci(pl['c_ci95'])}, α = {pl['alpha']:.3f}{_ci(pl['alpha_ci95'])}"
+                     "   Li2: α = 1")
     if pw:
         lines.append(f"fit n* = c·M^α·(ln M)^β:    c = {pw['c']:.3g}{_ci(pw['c_ci95'])}, α = {pw['alpha']:.3f}{_ci(pw['alpha_ci95'])}, "
                      f"β = {pw['beta']:.3f}{_ci(pw['beta_ci95'])}" + (f" (corr(α, β) = {pw['corr_alpha_beta']:.2f})" if pw.get("corr_alpha_beta") is not None else ""))
@@ -292,9 +315,10 @@ def phase_figure(index, fit: dict):
         ml, pw = fit.get("mlogm"), fit.get("power_law")
         if ml:
             ax2.loglog(grid, ml["c"] * grid * np.log(grid), "C3-", label=f"fit: {ml['c']:.3g}·M ln M")
-        if pw:
-            ax2.loglog(grid, pw["c"] * grid ** pw["alpha"] * np.log(grid) ** pw["beta"], "C0:",
-                       label=f"fit: {pw['c']:.3g}·M^{pw['alpha']:.2f}·(ln M)^{pw['beta']:.2f}")
+        pl = fit.get("power_logm")
+        if pl:
+            ax2.loglog(grid, pl["c"] * grid ** pl["alpha"] * np.log(grid), "C0:",
+                       label=f"fit: {pl['c']:.3g}·M^{pl['alpha']:.2f}·ln M")
         if good:
             Mg = np.array([p["order"] for p in good], float)
             ng = np.array([p["n_crit"] for p in good])

@@ -1,22 +1,15 @@
-"""Running a sweep: the sweep folder, one job's training, the executors, progress and status.
-
-The sweep folder (docs/formats.md) holds `plan.json` (every member's flat config and the jobs
-they are packed into), and per job, once it is done, `metrics/<job>.parquet` then
-`results/<job>.parquet` (one row per member), each written atomically: a job is done exactly
-when its results file exists. `index.parquet` is rebuilt from the results files, so a kill at any
-moment (SIGKILL included) loses at most the running jobs' work since their last checkpoint
-(`jobs/<job>/checkpoint.pt`, bit-exact resume) and never writes a member twice.
+"""Running a sweep: one job's training (`run_job`), the executors, and the driver (`execute`).
 
 Executors: `local` runs one job at a time in this process when workers == 1, else a pool of
-`workers` spawned processes; `ray` submits the jobs as Ray tasks. Each job runs with
-execution.threads torch threads on every executor, so they give the same numbers.
+`workers` spawned processes (one torch thread each by default); `ray` submits the jobs as Ray
+tasks. Each job runs with execution.threads torch threads on every executor, so all give the same
+numbers. Workers only train and return results; the driver, holding the folder's lock, writes
+every file but the running jobs' checkpoints (sweep_store).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import fcntl
 import json
 import os
 import signal
@@ -30,196 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__, record
+from . import record
 from .errors import GroklabError
-from .sweep import FIELD_KINDS, Member, PlannedJob, Spec, SweepResult, plan_jobs
+from .sweep import Spec, SweepResult
+from .sweep_store import INDEX, PROGRESS, PROGRESS_EVERY_S, Store, _now
 
-PLAN, INDEX, LOCK, PROGRESS, SPEC_FILE = "plan.json", "index.parquet", ".lock", "progress.json", "spec.yaml"
-FORMAT_VERSION = 1
-PROGRESS_EVERY_S = 2.0
-
-# ---- the index schema ----------------------------------------------------------------------------
-_ARROW = {"float": pa.float64(), "int": pa.int64(), "str": pa.string(), "bool": pa.bool_()}
-RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("order", pa.int64()), ("sizing", pa.string()), ("train_frac", pa.float64()), ("critical_size", pa.float64()),
-    ("status", pa.string()), ("final_train_acc", pa.float64()), ("final_test_acc", pa.float64()),
-    ("final_train_loss", pa.float64()), ("final_test_loss", pa.float64()), ("step_memorized", pa.int64()),
-    ("step_generalized", pa.int64()), ("last_step", pa.int64()), ("diverged_step", pa.int64()),
-    ("wall_s", pa.float64()), ("job_members", pa.int64()), ("finished", pa.string())]
-
-
-def index_schema() -> pa.Schema:
-    cfg = [(k, _ARROW[FIELD_KINDS[k]]) for k in FIELD_KINDS]
-    return pa.schema([("member_id", pa.string()), ("job", pa.string()), *cfg, *RESULT_FIELDS])
-
-
-def metrics_schema() -> pa.Schema:
-    from .engine import METRICS
-
-    return pa.schema([("member_id", pa.string()), ("seed", pa.int64()), ("step", pa.int64()),
-                      *[(k, pa.float64()) for k in METRICS]])
-
-
-# ---- the sweep folder -----------------------------------------------------------------------------
-class Store:
-    """Files of one sweep folder. Only the process holding the lock (`locked`) writes."""
-
-    def __init__(self, out: Path):
-        self.out = Path(out)
-        self.plan: dict | None = None
-
-    @contextlib.contextmanager
-    def locked(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        f = open(self.out / LOCK, "a+")
-        try:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise GroklabError(f"--out {self.out}: another `groklab sweep` is running on this folder "
-                                   f"(see `groklab sweep --status {self.out}`)") from None
-            yield self
-        finally:
-            f.close()
-
-    def is_running(self) -> bool:
-        """Whether some process holds the folder's lock (a sweep driver is alive)."""
-        if not (self.out / LOCK).exists():
-            return False
-        with open(self.out / LOCK, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-        return False
-
-    # -- the plan --
-    def read_plan(self) -> dict:
-        if self.plan is None:
-            p = self.out / PLAN
-            if not p.exists():
-                raise GroklabError(f"{self.out}: not a sweep folder (no {PLAN})")
-            raw = record.read_json(p, str(self.out))
-            if not isinstance(raw, dict) or raw.get("kind") != "groklab.sweep":
-                raise GroklabError(f"{p}: not a groklab sweep plan")
-            if raw.get("version") != FORMAT_VERSION:
-                raise GroklabError(f"{p}: sweep format version {raw.get('version')!r} is not supported (this groklab reads {FORMAT_VERSION})")
-            self.plan = raw
-        return self.plan
-
-    def prepare(self, sp: Spec, extend: bool) -> tuple[dict, int]:
-        """Create the plan, or check the spec against the existing one (extend: add its new
-        members as new jobs). Returns the plan and the number of members added."""
-        import yaml
-
-        if not (self.out / PLAN).exists():
-            if any(p.name not in (LOCK,) for p in self.out.iterdir()):
-                raise GroklabError(f"--out {self.out}: holds files but no sweep ({PLAN}); choose a new folder")
-            plan = {"kind": "groklab.sweep", "version": FORMAT_VERSION, "groklab": __version__, "name": sp.name,
-                    "created": _now(), "execution": sp.execution, "members": {}, "jobs": []}
-            added = _add_members(plan, sp.members, sp.execution)
-        else:
-            plan = self.read_plan()
-            planned = plan["members"]
-            new = [m for m in sp.members if m.id not in planned]
-            same = not new and len(planned) == len(sp.members) and plan["execution"] == sp.execution
-            if not same and not extend:
-                gone = len(set(planned) - {m.id for m in sp.members})
-                what = []
-                if new:
-                    what.append(f"adds {len(new)} members")
-                if gone:
-                    what.append(f"lacks {gone} of its members")
-                if plan["execution"] != sp.execution:
-                    what.append("changes execution settings")
-                raise GroklabError(f"--out {self.out}: holds a different sweep (this spec {' and '.join(what)}); "
-                                   "use --extend to add the spec's new members to it, or choose another --out")
-            added = _add_members(plan, new, sp.execution) if new else 0
-            if not added:
-                return plan, 0
-        record.write_json(self.out / PLAN, plan)
-        text = yaml.safe_dump(sp.raw, sort_keys=False)
-        record.atomic_write(self.out / SPEC_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-        self.plan = plan
-        return plan, added
-
-    # -- jobs and results --
-    def done_jobs(self) -> set[str]:
-        d = self.out / "results"
-        return {p.stem for p in d.glob("*.parquet")} if d.is_dir() else set()
-
-    def job_dir(self, jid: str) -> Path:
-        return self.out / "jobs" / jid
-
-    def write_result(self, job: dict, res: dict) -> int:
-        """metrics/<job>.parquet, then results/<job>.parquet (the 'done' mark), then drop jobs/<job>/."""
-        plan = self.read_plan()
-        (self.out / "metrics").mkdir(exist_ok=True)
-        (self.out / "results").mkdir(exist_ok=True)
-        mt = res["metrics"].cast(metrics_schema())
-        record.atomic_write(self.out / "metrics" / f"{job['id']}.parquet", lambda tmp: pq.write_table(mt, tmp))
-        rows = []
-        for mid, s in zip(job["members"], res["summary"]["members"]):
-            flat = plan["members"][mid]
-            sizing = next(k for k in ("n_train", "crit_mult", "frac") if flat.get(k) is not None)
-            row = {"member_id": mid, "job": job["id"], **flat, "n_train": s["n_train"], "order": res["summary"]["order"],
-                   "sizing": sizing, "train_frac": s["n_train"] / res["n_pairs"], "critical_size": res["summary"]["critical_size"],
-                   "wall_s": res["summary"]["wall_s"], "job_members": len(job["members"]), "finished": res["finished"]}
-            row.update({k: s[k] for k in ("status", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss",
-                                          "step_memorized", "step_generalized", "last_step", "diverged_step")})
-            rows.append(row)
-        table = pa.Table.from_pylist(rows, schema=index_schema())
-        record.atomic_write(self.out / "results" / f"{job['id']}.parquet", lambda tmp: pq.write_table(table, tmp))
-        self.drop_job_dirs({job["id"]})
-        return len(rows)
-
-    def drop_job_dirs(self, done: set[str]) -> None:
-        """A kill right after a results file leaves that job's checkpoint folder: remove it."""
-        import shutil
-
-        for jid in done:
-            if self.job_dir(jid).exists():
-                shutil.rmtree(self.job_dir(jid), ignore_errors=True)
-
-    def sync_index(self, done: set[str]) -> None:
-        """Rebuild index.parquet if it does not hold exactly the finished jobs (a kill between a
-        results file and the index); leave it (and its time stamp) alone otherwise."""
-        p = self.out / INDEX
-        if p.exists():
-            try:
-                have = set(pq.read_table(p, columns=["job"]).column("job").to_pylist())
-            except (OSError, pa.ArrowInvalid):
-                have = None
-            if have == {j for j in done if any(j == job["id"] for job in self.read_plan()["jobs"])}:
-                return
-        self.build_index()
-
-    def build_index(self) -> pa.Table:
-        """index.parquet: every finished member once, in plan order."""
-        plan = self.read_plan()
-        order = {mid: i for i, mid in enumerate(plan["members"])}
-        tables = [pq.read_table(self.out / "results" / f"{j}.parquet").cast(index_schema())
-                  for j in sorted(self.done_jobs()) if any(j == job["id"] for job in plan["jobs"])]
-        table = pa.concat_tables(tables) if tables else index_schema().empty_table()
-        if table.num_rows:
-            pos = np.argsort([order[m] for m in table.column("member_id").to_pylist()], kind="stable")
-            table = table.take(pa.array(pos))
-        record.atomic_write(self.out / INDEX, lambda tmp: pq.write_table(table, tmp))
-        return table
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _add_members(plan: dict, members: list[Member], execution: dict) -> int:
-    for m in members:
-        plan["members"][m.id] = m.flat
-    for j in plan_jobs(members, execution):
-        plan["jobs"].append({"id": j.id, "members": list(j.members), "work": j.work, "steps": plan["members"][j.members[0]]["steps"],
-                             "threads": execution["threads"], "checkpoint_s": execution["checkpoint_s"]})
-    return len(members)
+INDEX_EVERY_S = 10.0  # rebuild index.parquet at most this often while jobs finish (and at the end)
 
 
 # ---- one job --------------------------------------------------------------------------------------------
@@ -294,18 +103,13 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
                 last["ckpt"] = now
                 record.save_checkpoint(jdir, st, eng)
 
-        holder = {}
-
-        def eval_and_hold(st, m):
-            holder["state"] = st
+        def eval_or_stop(st, m):
             eval_hook(st, m)
+            if _STOP["requested"]:  # Ctrl-C / SIGTERM: the state is between two steps, a valid checkpoint
+                record.save_checkpoint(jdir, st, eng)
+                raise KeyboardInterrupt
 
-        try:
-            state = train(eng, state, device=device, on_eval=eval_and_hold, on_checkpoint=ckpt_hook)
-        except KeyboardInterrupt:
-            if "state" in holder:  # between two steps: a valid checkpoint
-                record.save_checkpoint(jdir, holder["state"], eng)
-            raise
+        state = train(eng, state, device=device, on_eval=eval_or_stop, on_checkpoint=ckpt_hook)
         summary = record.summarize(state, eng, record.run_status(state))
         rows = _dedupe_rows(state.rows)
         ids = job["members"]
@@ -357,6 +161,7 @@ class LocalExecutor:
     def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval):
         if self.workers == 1:
             for job in jobs:
+                _check_stop()
                 on_done(job, run_job(str(out), job, flats[job["id"]], on_eval=on_eval))
             return
         import multiprocessing as mp
@@ -365,6 +170,7 @@ class LocalExecutor:
         try:
             pending = {job["id"]: (job, self.pool.apply_async(_pool_job, (str(out), job, flats[job["id"]]))) for job in jobs}
             while pending:
+                _check_stop()
                 for jid, (job, ar) in list(pending.items()):
                     if ar.ready():
                         del pending[jid]
@@ -399,12 +205,15 @@ class RayExecutor:
 
     def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval):
         ray = self.ray
-        refs = {}
+        refs, tasks = {}, {}
         for job in jobs:
-            task = ray.remote(num_cpus=int(job["threads"]), max_retries=0)(run_job)
-            refs[task.remote(str(out.resolve()), job, flats[job["id"]])] = job
+            threads = int(job["threads"])
+            if threads not in tasks:
+                tasks[threads] = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+            refs[tasks[threads].remote(str(out.resolve()), job, flats[job["id"]])] = job
         try:
             while refs:
+                _check_stop()
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
                 for r in ready:
                     on_done(refs.pop(r), ray.get(r))
@@ -426,7 +235,7 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
     t0 = time.perf_counter()
     if executor not in ("local", "ray"):
         raise GroklabError(f"--executor {executor!r}: expected local or ray")
-    with store.locked(), _sigterm_as_interrupt():
+    with store.locked(), _graceful_stop():
         plan, added = store.prepare(sp, extend)
         if extend and not quiet:
             say(f"--extend: {added} new members added to {out}" if added else f"--extend: no new members; {out} already plans all of them")
@@ -457,11 +266,15 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
                 say(f"sweep {out}: {n_total - n_left} of {n_total} members done; running {n_left} in {len(todo)} jobs "
                     f"({executor}, {(str(n_workers) + (' workers' if n_workers > 1 else ' worker')) if n_workers else 'cluster'}, {threads} thread(s) each)")
 
+            last_index = [time.monotonic()]
+
             def on_done(job, res):
                 nonlocal ran
                 ran += store.write_result(job, res)
-                store.build_index()
                 tracker.job_done(job)
+                if time.monotonic() - last_index[0] >= INDEX_EVERY_S:  # readable while it runs
+                    store.build_index()
+                    last_index[0] = time.monotonic()
                 view.refresh(force=True)
 
             def on_eval(jid, st, m):
@@ -473,17 +286,43 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
                 view.refresh()
 
             ex.run(out, todo, flats, on_done, on_tick, on_eval)
+        store.build_index()
         tracker.write(final=True)
         return _finish(store, quiet, ran=ran, t0=t0, analyze=analyze)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM is handled like Ctrl-C: the running job saves a checkpoint, then the sweep stops."""
-    from .api import _sigterm_as_interrupt as sig
+_STOP = {"requested": False}
 
-    with sig():
+
+@contextlib.contextmanager
+def _graceful_stop():
+    """Ctrl-C or SIGTERM asks the sweep to stop: a job running in this process saves a checkpoint
+    at its next evaluation (a state between two steps) and the sweep ends; pool and Ray workers
+    are stopped (their last checkpoints stand). A second Ctrl-C stops at once."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+
+    def handler(signum, frame):
+        if _STOP["requested"]:
+            raise KeyboardInterrupt
+        _STOP["requested"] = True
+
+    _STOP["requested"] = False
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        _STOP["requested"] = False
+
+
+def _check_stop() -> None:
+    if _STOP["requested"]:
+        raise KeyboardInterrupt
 
 
 def _finish(store: Store, quiet: bool, *, ran: int, t0: float, analyze: bool = True, analyze_if_stale: bool = False) -> SweepResult:
@@ -574,52 +413,3 @@ class Tracker:
             if self.on_progress is not None:
                 self.on_progress(snap)
         return snap
-
-
-# ---- status, results, plans ------------------------------------------------------------------------------------
-def status(out: Path) -> dict:
-    store = Store(out)
-    plan = store.read_plan()
-    jobs = {j["id"]: j for j in plan["jobs"]}
-    done_jobs = store.done_jobs() & set(jobs)
-    done = sum(len(jobs[j]["members"]) for j in done_jobs)
-    alive = store.is_running()
-    prog = None
-    if (out / PROGRESS).exists():
-        try:
-            prog = json.loads((out / PROGRESS).read_text())
-        except (OSError, ValueError):
-            prog = None
-    running_jobs = {}
-    if alive and prog:
-        running_jobs = {j: r for j, r in prog.get("running_jobs", {}).items() if j not in done_jobs}
-    running = sum(len(jobs[j]["members"]) for j in running_jobs if j in jobs)
-    total = len(plan["members"])
-    partial = sorted(p.parent.name for p in (out / "jobs").glob(f"*/{record.CKPT}")) if (out / "jobs").is_dir() else []
-    return {"dir": str(out), "name": plan.get("name"), "members": total, "done": done, "running": running,
-            "left": total - done - running, "jobs": len(jobs), "jobs_done": len(done_jobs), "jobs_running": len(running_jobs),
-            "checkpointed_jobs": len([j for j in partial if j not in done_jobs]), "driver_alive": alive,
-            "members_per_min": prog.get("members_per_min") if alive and prog else None,
-            "eta_s": prog.get("eta_s") if alive and prog else None,
-            "updated": prog.get("updated") if prog else None, "complete": done == total}
-
-
-def print_status(s: dict) -> None:
-    from .sweep_view import status_text
-
-    print(status_text(s))
-
-
-def load_results(out: Path) -> SweepResult:
-    store = Store(out)
-    plan = store.read_plan()
-    index = pq.read_table(out / INDEX) if (out / INDEX).exists() else index_schema().empty_table()
-    fit = record.read_json(out / "fit.json", str(out)) if (out / "fit.json").exists() else None
-    png = out / "phase.png"
-    return SweepResult(out, index, fit, png if png.exists() else None, len(plan["members"]))
-
-
-def print_plan(sp: Spec, out: Path) -> None:
-    from .sweep_view import plan_text
-
-    print(plan_text(sp, plan_jobs(sp.members, sp.execution), out))
