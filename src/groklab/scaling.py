@@ -70,7 +70,8 @@ def critical_points(index, *, threshold: float = science.GENERALIZED_ACC, quorum
     x = np.round(n, 6)  # one grid point = one training size
     out = []
     seen = list(dict.fromkeys(zip(skeys, cols["group"])))
-    for skey, g in sorted(seen, key=lambda sg: (repr(sg[0]), order[list(cols["group"]).index(sg[1])], sg[1])):
+    first_row = {g: i for i, g in reversed(list(enumerate(cols["group"])))}
+    for skey, g in sorted(seen, key=lambda sg: (_sortable(sg[0]), order[first_row[sg[1]]], sg[1])):
         rows = np.array([k == skey and gg == g for k, gg in zip(skeys, cols["group"])])
         sizes = np.unique(x[rows])
         p = np.array([ok[rows & (x == s)].mean() for s in sizes])
@@ -97,6 +98,11 @@ def critical_points(index, *, threshold: float = science.GENERALIZED_ACC, quorum
             pt["frac_crit"] = pt["ratio_li2"] = None
         out.append(pt)
     return out
+
+
+def _sortable(values: tuple) -> tuple:
+    """Series keys in natural order (numbers by value, then everything else by text)."""
+    return tuple((0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v)) for v in values)
 
 
 def _t95(dof: int) -> float:
@@ -312,7 +318,7 @@ def phase_figure(index, fit: dict):
         Ms = np.array([p["order"] for p in pts], float)
         grid = np.geomspace(Ms.min() * 0.9, Ms.max() * 1.1, 60)
         ax2.loglog(grid, science.CRITICAL_CONST * grid * np.log(grid), "k--", label=f"Li2: {science.CRITICAL_CONST}·M ln M")
-        ml, pw = fit.get("mlogm"), fit.get("power_law")
+        ml = fit.get("mlogm")
         if ml:
             ax2.loglog(grid, ml["c"] * grid * np.log(grid), "C3-", label=f"fit: {ml['c']:.3g}·M ln M")
         pl = fit.get("power_logm")

@@ -382,7 +382,10 @@ def run_sweep(spec: str | Path | dict | Spec, out: str | Path | None = None, *, 
     """Run every member of `spec` not yet done in `out` (default sweeps_out/<name>), then write
     index.parquet, fit.json and phase.png. Resumable: killed at any moment, the same call finishes
     it with each member exactly once. A different spec under an existing folder is an error
-    unless extend=True (which adds the new members). analyze=False skips fit.json and phase.png."""
+    unless extend=True (which adds the new members). analyze=False skips fit.json and phase.png.
+
+    workers > 1 starts worker processes by `spawn`, which re-imports the calling script: call it
+    under ``if __name__ == "__main__":`` there (the CLI does)."""
     from . import sweep_exec
 
     sp = spec if isinstance(spec, Spec) else load_spec(spec)
