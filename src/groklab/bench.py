@@ -189,6 +189,59 @@ def main(json_path: str | None = None, quick: bool = False, device: str = "auto"
     return 0
 
 
+def bench_analysis(quick: bool) -> dict:
+    """Overhead of the Li2 analysis at its default interval: run with the hook vs plain run."""
+    import tempfile
+
+    from . import api
+    from .analysis import run_with_analysis
+
+    cfg = RunConfig.from_flat({"group": "Z97", "crit_mult": 2.0, "steps": 200 if quick else 1000, "device": "cpu"})
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        api.run(cfg, f"{d}/plain")
+        plain = time.perf_counter() - t
+        t = time.perf_counter()
+        run_with_analysis(cfg, f"{d}/analyzed")
+        analyzed = time.perf_counter() - t
+    over = analyzed / plain - 1
+    return {"plain_s": plain, "analyzed_s": analyzed, "overhead": over,
+            "display": f"{over:+.1%} (Z97, K=512, default interval)", "target": "≤ +10%"}
+
+
+def bench_report(quick: bool) -> dict:
+    """Time to write the HTML + PNG report of a 3000-step run (301 evaluations)."""
+    import tempfile
+
+    from . import api
+    from .report import report
+
+    steps = 600 if quick else 3000
+    cfg = RunConfig.from_flat({"group": "Z23", "crit_mult": 2.0, "steps": steps, "width": 128, "seeds": (0, 1),
+                               "device": "cpu"})
+    with tempfile.TemporaryDirectory() as d:
+        api.run(cfg, f"{d}/r")
+        t = time.perf_counter()
+        report([f"{d}/r"])
+        dt = time.perf_counter() - t
+    return {"steps": steps, "seconds": dt, "display": f"{dt:.2f} s ({steps} steps, 2 members)", "target": "< 5 s"}
+
+
 def _extra_benches() -> list[tuple[str, Callable[[bool], dict]]]:
-    """Benchmarks owned by other modules (sweep, transformer, analysis, report)."""
-    return []
+    """Benchmarks owned by other parts: sweep batching, the transformer, analysis, reports."""
+    out: list[tuple[str, Callable[[bool], dict]]] = []
+    try:
+        from .sweep_bench import bench_sweep
+
+        out.append(("sweep: 16 members Z47 K=256 batched vs one after another", bench_sweep))
+    except ImportError:
+        pass
+    try:
+        from .bench_peers import bench_transformer
+
+        out.append(("transformer p=113, 30% data (Nanda)", bench_transformer))
+    except ImportError:
+        pass
+    out.append(("analysis overhead", bench_analysis))
+    out.append(("report of a run", bench_report))
+    return out

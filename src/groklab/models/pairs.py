@@ -60,12 +60,13 @@ class _PairFeatures(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_f: Tensor):
         h, idx = ctx.saved_tensors
-        gh = grad_f * act_grad(ctx.act, h)  # (E·n, K)
-        if ctx.scale != 1.0:
-            gh.mul_(ctx.scale)
+        if ctx.act == "sqr":  # σ'(h) = 2h: one pass, the 2 (and the scale) ride on index_add_'s alpha
+            gh, alpha = grad_f * h, 2.0 * ctx.scale  # (E·n, K)
+        else:
+            gh, alpha = grad_f * act_grad(ctx.act, h), ctx.scale
         grad = torch.zeros(ctx.rows, h.shape[1], dtype=h.dtype, device=h.device)
-        grad.index_add_(0, idx[0::2], gh)  # first operand rows
-        grad.index_add_(0, idx[1::2], gh)  # second operand rows
+        grad.index_add_(0, idx[0::2], gh, alpha=alpha)  # first operand rows
+        grad.index_add_(0, idx[1::2], gh, alpha=alpha)  # second operand rows
         return grad, None, None, None
 
 
