@@ -117,6 +117,43 @@ def test_ensemble_optimizers_equal_torch_optim_member_by_member(kind):
         torch.testing.assert_close(ens[e].detach(), singles[e].detach(), rtol=1e-12, atol=1e-14)
 
 
+def test_warmup_scale_equals_torch_lambdalr():
+    """TrainConfig.warmup: update s uses lr · min(s / warmup, 1), as LambdaLR in Nanda's code."""
+    from groklab.optim import Combined
+
+    P = torch.randn(2, 4, 5, dtype=torch.float64)
+    ens = P.clone().requires_grad_(True)
+    lr, wd = torch.tensor([1e-2, 3e-2], dtype=torch.float64), torch.tensor([1.0, 0.5], dtype=torch.float64)
+    opt = Combined([Adam([ens], lr, wd, betas=(0.9, 0.98), decoupled=True)])
+    singles = [P[e].clone().requires_grad_(True) for e in range(2)]
+    refs = [torch.optim.AdamW([singles[e]], lr=float(lr[e]), weight_decay=float(wd[e]), betas=(0.9, 0.98))
+            for e in range(2)]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(s / 4, 1.0)) for o in refs]
+    for t in range(8):
+        ens.grad = _quadratic_grads(ens.detach(), t)
+        opt.set_lr_scale(min(t / 4, 1.0))
+        opt.step()
+        g = _quadratic_grads(torch.stack([s.detach() for s in singles]), t)
+        for e in range(2):
+            singles[e].grad = g[e].clone()
+            refs[e].step()
+            scheds[e].step()
+    for e in range(2):
+        torch.testing.assert_close(ens[e].detach(), singles[e].detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_engine_warmup_first_update_has_lr_zero():
+    cfg = RunConfig.from_flat({"group": "Z7", "frac": 0.6, "width": 16, "opt": "adamw", "steps": 1, "warmup": 10,
+                               "dtype": "float64", "device": "cpu"})
+    job = make_job(cfg, make_task("Z7"))
+    p0 = [p.detach().clone() for p in init_state(job, torch.device("cpu"), torch.float64).model.parameters()]
+    p1 = [p.detach() for p in train(job, device=torch.device("cpu")).model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1))
+    job2 = make_job(cfg.replace(steps=2), make_task("Z7"))
+    p2 = [p.detach() for p in train(job2, device=torch.device("cpu")).model.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(p0, p2))
+
+
 def test_inactive_members_do_not_move():
     P = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
     before = P.detach().clone()

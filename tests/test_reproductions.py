@@ -27,7 +27,7 @@ CLI = [sys.executable, "-m", "groklab.cli"]
 # The published setups (science.md §7) each spec must keep: bare config fields -> value.
 SPECS = {
     "nanda_p113": {"group": "Z113", "model": "transformer", "d_model": 128, "n_heads": 4, "d_mlp": 512, "loss": "ce",
-                   "opt": "adamw", "lr": 1e-3, "wd": 1.0, "beta1": 0.9, "beta2": 0.98, "frac": 0.3, "batch_size": None},
+                   "opt": "adamw", "lr": 1e-3, "wd": 1.0, "beta1": 0.9, "beta2": 0.98, "frac": 0.3, "batch_size": None, "warmup": 10},
     "nanda_p59": {"group": "Z59", "model": "transformer", "d_model": 128, "loss": "ce", "opt": "adamw", "lr": 1e-3,
                   "wd": 1.0, "beta2": 0.98, "frac": 0.3, "batch_size": None},
     "gromov_p97": {"group": "Z97", "width": 500, "act": "sqr", "loss": "mse", "opt": "adamw", "lr": 1e-2, "wd": 5.0,

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from groklab import sweep, sweep_exec
+from groklab import RunConfig, sweep, sweep_exec
 from groklab.errors import GroklabError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,3 +272,14 @@ def test_ray_matches_local(reference, tmp_path):
     sweep.run_sweep(TINY, out, executor="ray", workers=2, analyze=False)
     assert frame(out).equals(frame(reference))
     assert metrics(out).equals(metrics(reference))
+
+
+def test_member_id_hashes_only_non_default_fields():
+    """A config field added later (at a behaviour-keeping default) must not change existing ids,
+    or an upgraded groklab would refuse to resume a user's sweep folder."""
+    from groklab.sweep import member_id
+
+    full = RunConfig.from_flat({"group": "Z11", "lr": 3e-3}).flat()
+    older = {k: v for k, v in full.items() if k != "warmup"}  # what a version without the field wrote
+    assert member_id(full) == member_id(older)
+    assert member_id(full) != member_id({**full, "warmup": 10}) != member_id({**full, "lr": 1e-3})

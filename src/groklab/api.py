@@ -24,7 +24,7 @@ import torch
 
 from . import record
 from .config import RunConfig
-from .engine import Job, State, init_state, make_job, pick_device, train
+from .engine import Job, State, StopRequested, init_state, make_job, pick_device, train
 from .errors import GroklabError
 from .models import build_model
 from .tasks import make_task
@@ -69,40 +69,38 @@ def prepare(cfg: RunConfig) -> Job:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (e.g. a scheduler's kill) is handled like Ctrl-C: checkpoint, then stop."""
+def _graceful_signals():
+    """Ctrl-C or SIGTERM (a scheduler's kill) asks the run to stop at the next step boundary, where
+    the state is consistent and the checkpoint resumes bit-exactly; a second one stops at once
+    (the last periodic checkpoint stands). Yields the poll that train() calls between steps."""
+    flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: False
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield lambda: flag["stop"]
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _drive(run_dir: Path, job: Job, state: State | None, device, on_eval, keep_checkpoint: bool) -> Run:
-    holder: dict[str, State] = {}
-
-    def eval_hook(st: State, m: dict) -> None:
-        holder["state"] = st
-        if on_eval is not None:
-            on_eval(st, m)
-
     try:
-        with _sigterm_as_interrupt():
-            state = train(job, state, device=device, on_eval=eval_hook,
+        with _graceful_signals() as should_stop:
+            state = train(job, state, device=device, on_eval=on_eval, should_stop=should_stop,
                           on_checkpoint=lambda st: record.save_checkpoint(run_dir, st, job))
-    except KeyboardInterrupt:
-        st = holder.get("state")
-        if st is not None:
-            record.mark_interrupted(run_dir, st, job)
-            raise Interrupted(run_dir, st.step) from None
-        raise
+    except StopRequested as stop:  # between two steps: save exactly this state
+        record.mark_interrupted(run_dir, stop.state, job)
+        raise Interrupted(run_dir, stop.state.step) from None
+    except KeyboardInterrupt:  # second Ctrl-C, or raised inside a hook: mid-step, keep the last checkpoint
+        raise Interrupted(run_dir, record.checkpoint_step(run_dir)) from None
     summary = record.finish_run(run_dir, state, job, keep_checkpoint=keep_checkpoint)
     return Run(run_dir, summary, record.metrics_table(state.rows), job.cfg)
 

@@ -69,6 +69,7 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "stop_plateau": (int, "stop a member once train acc is 1 and test acc has not moved for N steps"),
     "grokfast": (str, "none|ema|ma (Lee et al. 2024)"), "grokfast_alpha": (float, "EMA α"),
     "grokfast_lamb": (float, "amplification λ"), "grokfast_window": (int, "MA window"),
+    "warmup": (int, "linear lr warm-up over the first N updates (Nanda's and Grokfast's code use 10)"),
     "orth_grad": (_bool, "⊥Grad: remove the gradient component along the weights (Prieto et al. 2025)"),
 }
 

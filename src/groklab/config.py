@@ -153,6 +153,9 @@ class TrainConfig:
     grokfast_lamb: float = 2.0
     grokfast_window: int = 100
     orth_grad: bool = False
+    # Linear lr warm-up over the first `warmup` updates, as Nanda's and Grokfast's code
+    # (LambdaLR(lambda s: min(s / warmup, 1))): update s (0-based) uses lr · min(s / warmup, 1).
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         _one_of("opt", self.opt, OPTIMIZERS)
@@ -182,6 +185,7 @@ class TrainConfig:
         _number("grokfast_alpha", self.grokfast_alpha, lo=0, hi=1, hi_open=True)
         _number("grokfast_lamb", self.grokfast_lamb, lo=0)
         _number("grokfast_window", self.grokfast_window, lo=1, integer=True)
+        _number("warmup", self.warmup, lo=0, integer=True)
         check(isinstance(self.orth_grad, bool), "orth_grad", self.orth_grad, "must be true or false")
 
 

@@ -76,6 +76,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class StopRequested(KeyboardInterrupt):
+    """Raised by train() between two steps when should_stop() asks; .state is consistent."""
+
+    def __init__(self, state: "State"):
+        super().__init__(f"stop requested at step {state.step}")
+        self.state = state
+
+
 @dataclass
 class State:
     """Everything that changes during training; checkpoints hold exactly this."""
@@ -210,12 +218,15 @@ def _apply_stopping_rules(state: State, job: Job, m: dict[str, np.ndarray]) -> N
 
 def train(job: Job, state: State | None = None, *, device: torch.device | None = None,
           on_eval: Callable[[State, dict], None] | None = None,
-          on_checkpoint: Callable[[State], None] | None = None) -> State:
+          on_checkpoint: Callable[[State], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> State:
     """Train `job` from `state` (or from scratch) to cfg.train.steps; returns the final state.
 
     on_eval(state, metrics) runs after every evaluation (progress display); on_checkpoint(state)
     runs every ckpt_every steps (the recorder saves a resumable checkpoint there). Both see the
-    state between two steps, so a checkpoint resumes bit-exactly.
+    state between two steps, so a checkpoint resumes bit-exactly. should_stop() is polled between
+    two steps (after the checkpoint); when it answers True, StopRequested carries the state out,
+    consistent and resumable (a signal handler sets the flag: Ctrl-C never lands mid-update).
     """
     cfg = job.cfg
     t = cfg.train
@@ -247,6 +258,9 @@ def train(job: Job, state: State | None = None, *, device: torch.device | None =
         if on_checkpoint is not None and state.step % t.ckpt_every == 0 and state.step > start:
             state.wall_s = time.perf_counter() - t0
             on_checkpoint(state)
+        if should_stop is not None and should_stop():
+            state.wall_s = time.perf_counter() - t0
+            raise StopRequested(state)
         # ---- forward / backward -------------------------------------------------------------------
         a, b, y, w = data.ta, data.tb, data.ty, data.tweight
         if state.batch_rng is not None:
@@ -270,6 +284,8 @@ def train(job: Job, state: State | None = None, *, device: torch.device | None =
             orthogonal_grad(params)
         if state.grad_filter is not None:
             state.grad_filter.apply(params, moving)  # stopped members keep their filter state
+        if t.warmup:
+            opt.set_lr_scale(min(state.step / t.warmup, 1.0))
         opt.step()
         state.step += 1
     state.wall_s = time.perf_counter() - t0

@@ -62,10 +62,11 @@ class EnsembleOptimizer(abc.ABC):
         self.wd = torch.as_tensor(wd, dtype=ref.dtype, device=ref.device).expand(E).clone()
         self.active = torch.ones(E, dtype=torch.bool, device=ref.device)
         self.step_count = 0
+        self.lr_scale = 1.0  # schedule factor (TrainConfig.warmup), set by the engine before each step
         self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
 
     def effective_lr(self) -> Tensor:
-        return self.lr * self.active.to(self.lr.dtype)
+        return self.lr * self.active.to(self.lr.dtype) * self.lr_scale
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -175,6 +176,10 @@ class Combined:
     def set_active(self, active: Tensor) -> None:
         for o in self.parts:
             o.active.copy_(active)
+
+    def set_lr_scale(self, scale: float) -> None:
+        for o in self.parts:
+            o.lr_scale = scale
 
     def zero_grad(self) -> None:
         for o in self.parts:

@@ -32,11 +32,16 @@ FORMAT_VERSION = 1
 
 
 # ---- atomic writes -----------------------------------------------------------------------------
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path) then move tmp_path over `path` in one rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is shared like any output
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -200,6 +205,15 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
     write_metrics(run_dir, state.rows)
     write_json(run_dir / SUMMARY, summarize(state, job, "running"))
     atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the folder's last checkpoint (0 if it has none): where --resume continues."""
+    path = Path(run_dir) / CKPT
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    except Exception:
+        return 0
 
 
 def load_checkpoint(run_dir: Path, state, device) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import hashlib
 import itertools
 import json
@@ -129,9 +130,22 @@ class Spec:
 
 
 def member_id(flat: dict[str, Any]) -> str:
-    """A stable id: the first 12 hex digits of sha256 over the flat config as sorted JSON."""
-    text = json.dumps(flat, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """A stable id: the first 12 hex digits of sha256 over the flat config's non-default fields as
+    sorted JSON. Fields left at their defaults are not hashed, so a later groklab that adds a config
+    field (with a default that keeps the old behaviour) still recognises an existing sweep folder."""
+    defaults = _default_flat()
+    kept = {k: v for k, v in flat.items() if k not in defaults or _jsonable(v) != _jsonable(defaults[k])}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=1)
+def _default_flat() -> dict[str, Any]:
+    return RunConfig().flat()
+
+
+def _jsonable(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, allow_nan=False)
 
 
 def _fail(where: str, msg: str, field_name: str | None = None) -> GroklabError:
