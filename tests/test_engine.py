@@ -277,3 +277,16 @@ def test_z23_below_critical_size_only_memorizes():
     cfg = RunConfig.from_flat({"group": "Z23", "crit_mult": 0.5, "steps": 1200, "eval_every": 50})
     st = train(make_job(cfg, make_task("Z23")))
     assert st.rows["train_acc"][-1] == 1.0 and st.rows["test_acc"][-1] < 0.3
+
+
+@pytest.mark.parametrize("act", sorted(ACT))
+def test_pair_features_evaluation_path_equals_training_path(act):
+    """Under no_grad the first layer applies σ in place (no saved tensors); the values must be the
+    same bits as the autograd path's."""
+    W = torch.randn(2, 22, 8, dtype=torch.float64, requires_grad=True)
+    a, b = torch.randint(0, 11, (30,)), torch.randint(0, 11, (30,))
+    train_path = pair_features(W, a, b, act, 0.7)
+    with torch.no_grad():
+        eval_path = pair_features(W, a, b, act, 0.7)
+    assert train_path.requires_grad and not eval_path.requires_grad
+    assert torch.equal(train_path.detach(), eval_path)

@@ -80,7 +80,10 @@ class Li2Net(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """Outputs o = V f, laid out (E, M, n): class axis 1, as torch's cross_entropy expects."""
         f = self.features(a, b)  # (E, n, K)
-        o = torch.bmm(self.V, f.mT)  # (E, M, K) @ (E, K, n) -> (E, M, n)
+        # (E, n, K) @ (E, K, M) -> (E, n, M), returned as its (E, M, n) view. Not bmm(V, f.mT): its
+        # backward would hand df back as a transposed (E, n, K) view, and every elementwise pass of
+        # the first layer's backward over a transposed operand is ~25x slower than a contiguous one.
+        o = torch.bmm(f, self.V.mT).mT
         return o if self.out_scale == 1.0 else o * self.out_scale
 
     def muon_params(self) -> list[nn.Parameter]:

@@ -24,6 +24,14 @@ ACT = {
 }
 
 
+ACT_INPLACE = {  # same functions, overwriting h (no second (n, K) buffer during evaluation)
+    "sqr": lambda h: h.mul_(h),
+    "relu": torch.relu_,
+    "silu": lambda h: F.silu(h, inplace=True),
+    "relusqr": lambda h: torch.relu_(h).square_(),
+}
+
+
 def act_grad(name: str, h: Tensor) -> Tensor:
     """σ'(h) for each activation."""
     if name == "sqr":
@@ -75,4 +83,9 @@ def pair_features(W: Tensor, a: Tensor, b: Tensor, act: str, scale: float = 1.0)
     W (E, 2M, K); a, b (n,) or (E, n). Returns (E, n, K)."""
     E, twoM, K = W.shape
     idx = bag_indices(a, b, E, twoM // 2)
+    if not (torch.is_grad_enabled() and W.requires_grad):  # evaluation: σ in place, nothing saved
+        h = F.embedding_bag(idx, W.reshape(E * twoM, K), torch.arange(0, idx.numel(), 2, device=idx.device), mode="sum")
+        if scale != 1.0:
+            h.mul_(scale)
+        return ACT_INPLACE[act](h).view(E, -1, K)
     return _PairFeatures.apply(W.reshape(E * twoM, K), idx, act, scale).view(E, -1, K)
