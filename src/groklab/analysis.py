@@ -6,7 +6,9 @@ the run: it rebuilds the Job from config.json + split.npz exactly as ``api.resum
 it again with an ``on_eval`` hook that measures the network every ``every`` steps, checks that the
 replayed metrics equal metrics.parquet (training is bit-deterministic on one machine and thread
 count), then writes ``analysis.parquet`` and adds ``stages`` (analysis_stages.py) to summary.json.
-``Analyzer`` is the same hook for use during a run (``run_with_analysis``).
+``Analyzer`` is the same hook for use during a run (``run_with_analysis``). Runs of the peer models
+(transformer, embed-mlp) on Z_M get Nanda et al.'s progress measures and phases instead
+(analysis_progress.py), through the same replay, steps and files.
 
 One row per analysed step and member (columns: docs/formats.md, "analysis files"). The measures
 (analysis_measures.py) are per member, on that member's training pairs:
@@ -81,7 +83,15 @@ class Analyzer:
     the last evaluation. A member is measured at a step iff metrics.parquet has a row for it there."""
 
     def __init__(self, job, every: int | str | None = None):
-        self.probe = Probe(job)
+        # Li2 networks: the irrep analysis; the peer models: Nanda's progress measures (Z_M only).
+        if job.cfg.model.model == "li2":
+            self.probe = Probe(job)
+            self._measure = lambda model: measure(self.probe, model)
+        else:
+            from .analysis_progress import ProgressProbe
+
+            self.probe = ProgressProbe(job)
+            self._measure = self.probe.measure
         self.every = resolve_every(job.cfg, every)
         t = job.cfg.train
         self.last = t.steps
@@ -113,7 +123,7 @@ class Analyzer:
         self.done.add(state.step)
         if not members:
             return
-        res = measure(self.probe, state.model)
+        res = self._measure(state.model)
         for e in members:
             self.rows["step"].append(int(state.step))
             self.rows["member"].append(int(e))
@@ -136,8 +146,14 @@ class Analyzer:
                 cols["spectrum_" + name] = pa.array(S[:, i], pa.float64())
         return pa.table(cols)
 
+    @property
+    def kind(self) -> str:
+        return "li2" if isinstance(self.probe, Probe) else "progress"
+
     def meta(self) -> dict[str, Any]:
         p = self.probe
+        if self.kind == "progress":
+            return p.meta(self.every)
         return {"file": ANALYSIS_FILE, "every": self.every, "blocks": list(p.block_names),
                 "n_features": max(len(p.block_names) - 1, 0), "active_norm": ACTIVE_NORM}
 
@@ -190,11 +206,19 @@ def _stages_and_meta(an: Analyzer, table: pa.Table, state, replay: str, diff: fl
     rows = state.rows
     last: dict[int, int] = {}
     memorized: dict[int, int | None] = {}
-    for s, e, acc in zip(rows["step"], rows["member"], rows["train_acc"]):
+    generalized: dict[int, int | None] = {}
+    for s, e, acc, test in zip(rows["step"], rows["member"], rows["train_acc"], rows["test_acc"]):
         e = int(e)
         last[e] = max(last.get(e, 0), int(s))
         if memorized.get(e) is None:
             memorized[e] = int(s) if acc >= science.MEMORIZED_ACC else None
+        if generalized.get(e) is None:
+            generalized[e] = int(s) if test >= science.GENERALIZED_ACC else None
+    if an.kind == "progress":
+        from .analysis_progress import detect_phases
+
+        cols = {k: table[k].to_numpy() for k in ("step", "member", "seed", "restricted_loss")}
+        return detect_phases(cols, last, memorized, generalized), {**an.meta(), "replay": replay, "replay_max_abs_diff": diff}
     stages = detect_stages({k: table[k].to_numpy() for k in ("step", "member", "seed", "gf_indep_cos")}, last, memorized)
     meta = {**an.meta(), "replay": replay, "replay_max_abs_diff": diff}
     return stages, meta

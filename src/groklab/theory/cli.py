@@ -37,8 +37,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of the starts and of the training subset (default 0)")
     t.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    a = sub.add_parser("analyze", help="replay a run folder with the Li2 analysis: writes analysis.parquet "
-                                       "and the stages in summary.json")
+    a = sub.add_parser("analyze", help="replay a run folder with the analysis (Li2: irreps, E, G_F, stages; "
+                                       "transformer / embed-mlp on Z_M: Nanda's progress measures and phases): "
+                                       "writes analysis.parquet and the stages in summary.json")
     a.add_argument("run", metavar="RUN", help="a finished run folder")
     a.add_argument("--every", default=None,
                    help="analyse every N steps (a multiple of the run's eval_every), 'eval' or 'ckpt' (default 50)")
