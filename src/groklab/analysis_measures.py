@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import GroklabError
+from .models.pairs import bag_indices
 
 __all__ = ["ACTIVE_NORM", "SCALARS", "Probe", "measure"]
 
@@ -134,16 +135,10 @@ def measure(probe: Probe, model) -> dict[str, np.ndarray]:
     # ---- features on the training pairs: F = σ(XW), row convention (E, n, K) ------------------
     sig = _sigma(probe.act)
     a, b, c = probe.a, probe.b, probe.c
-    base = torch.arange(E, device=dev)[:, None]
-
-    def rows(T: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:  # T[e, idx[e, i], :] -> (E, n, K)
-        # one row gather on the flattened (E·R, K) table: index_select on dim 0 is a contiguous
-        # row copy, several times faster than index_select / gather along dim 1 of (E, R, K)
-        R = T.shape[1]
-        return T.reshape(E * R, K).index_select(0, (base * R + idx).reshape(-1)).view(E, -1, K)
-
     m = probe.mask.to(dt)[:, :, None] if probe.padded else None  # (E, n, 1); None: no padding rows
-    z = rows(Wa, a) + rows(Wb, b)  # (E, n, K) pre-activations Xw
+    # pre-activations Xw, (E, n, K): one embedding_bag over the stacked (E·2M, K) table [W_a; W_b]
+    z = torch.nn.functional.embedding_bag(bag_indices(a, b, E, M), torch.cat([Wa, Wb], 1).reshape(E * 2 * M, K),
+                                          torch.arange(0, 2 * E * a.shape[1], 2, device=dev), mode="sum").view(E, -1, K)
     F = sig(z) if m is None else sig(z) * m
     n = probe.n  # (E,) float64
     ybar = probe.ybar  # (E, M) class frequencies of the training set
@@ -166,9 +161,9 @@ def measure(probe: Probe, model) -> dict[str, np.ndarray]:
     out["fft_dist"] = torch.where(g2 > 0, resid.sqrt() / g2.sqrt(), torch.zeros_like(g2)).cpu().numpy()
 
     # ---- back-propagated gradient (Li2 Eq. 2) and the code's dF_norm ------------------------------
-    OV = (F @ V.mT) @ V  # (E, n, K): outputs o = F Vᵀ (n, M) in the model's layout, times V
-    Vc = rows(V, c)  # (E, n, K) = Y V (row i: V's row of class c_i)
-    R = Vc - OV  # (Y − o)V
+    D = torch.bmm(F, V.mT).neg_()  # (E, n, M) = −o, outputs in Li2's row layout
+    D.scatter_add_(2, c[:, :, None], torch.ones(E, c.shape[1], 1, dtype=dt, device=dev))  # Y − o
+    R = torch.bmm(D, V)  # (Y − o)V: one GEMM, no (n, K) gather of V's rows
     if m is not None:
         R = R * m
     rbar = R.sum(1, keepdim=True) / n.to(dt)[:, None, None]
