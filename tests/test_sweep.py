@@ -207,8 +207,8 @@ def test_resume_from_a_checkpoint_is_bit_exact(reference, tmp_path, monkeypatch)
     assert metrics(out).equals(metrics(reference))
 
 
-def test_ctrl_c_checkpoints_at_the_next_evaluation(reference, tmp_path, monkeypatch):
-    """Ctrl-C (or SIGTERM) sets a flag; the running job saves a checkpoint at its next evaluation
+def test_ctrl_c_checkpoints_at_the_next_step_boundary(reference, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) sets a flag; the running job saves a checkpoint at its next step boundary
     and the sweep stops; the rerun resumes there and gives the uninterrupted numbers."""
     out = tmp_path / "ctrlc"
     real = sweep_exec.run_job

@@ -67,7 +67,7 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
     summary and metrics; the caller writes them. Runs in the driver, a pool worker or a Ray task."""
     import torch
 
-    from .engine import init_state, pick_device, train
+    from .engine import StopRequested, init_state, pick_device, train
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(job["threads"]))
@@ -103,13 +103,12 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
                 last["ckpt"] = now
                 record.save_checkpoint(jdir, st, eng)
 
-        def eval_or_stop(st, m):
-            eval_hook(st, m)
-            if _STOP["requested"]:  # Ctrl-C / SIGTERM: the state is between two steps, a valid checkpoint
-                record.save_checkpoint(jdir, st, eng)
-                raise KeyboardInterrupt
-
-        state = train(eng, state, device=device, on_eval=eval_or_stop, on_checkpoint=ckpt_hook)
+        try:
+            state = train(eng, state, device=device, on_eval=eval_hook, on_checkpoint=ckpt_hook,
+                          should_stop=lambda: _STOP["requested"])
+        except StopRequested as stop:  # Ctrl-C / SIGTERM: the state is between two steps, a valid checkpoint
+            record.save_checkpoint(jdir, stop.state, eng)
+            raise KeyboardInterrupt from None
         summary = record.summarize(state, eng, record.run_status(state))
         rows = _dedupe_rows(state.rows)
         ids = job["members"]
@@ -297,7 +296,7 @@ _STOP = {"requested": False}
 @contextlib.contextmanager
 def _graceful_stop():
     """Ctrl-C or SIGTERM asks the sweep to stop: a job running in this process saves a checkpoint
-    at its next evaluation (a state between two steps) and the sweep ends; pool and Ray workers
+    at its next step boundary (engine.train's should_stop) and the sweep ends; pool and Ray workers
     are stopped (their last checkpoints stand). A second Ctrl-C stops at once."""
     import threading
 
