@@ -2,7 +2,9 @@
 
 Two runs on Z47 with the Li2 defaults (K = 512, x², MSE, Adam lr 1e-3, wd 1e-4), 3 seeds each:
 2.5x the Li2 critical training size (science.md §4), which groks, and 0.5x, which only memorizes.
-Writes both run folders, curves.png, and (when the report module is present) an HTML report.
+Both run with the Li2 analysis attached (analysis.run_with_analysis), so the demo also prints each
+run's stages (lazy / independent / interactive) and how many of Z47's 23 frequencies its hidden
+units hold at the end. Writes both run folders, curves.png and an HTML report.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rich.table import Table
 
 from . import api
 from .config import RunConfig
+from .analysis import load_analysis, run_with_analysis
 from .display import RunProgress
 
 DEMO_RUNS = {
@@ -51,6 +54,25 @@ def plot_curves(runs: dict[str, api.Run], path: Path) -> Path:
     return path
 
 
+def li2_story(r: api.Run) -> str:
+    """One line of the Li2 analysis of a demo run: its stages (median over seeds, from
+    summary.json) and how many of the group's irreps (frequencies) its hidden units hold at the end."""
+    import numpy as np
+
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for m in r.summary.get("stages", {}).get("members", []):
+        for st in m.get("stages", []):
+            spans.setdefault(st["name"], []).append((st["start"], st["end"]))
+    stages = " · ".join(f"{k} {int(np.median([a for a, _ in v]))}–{int(np.median([b for _, b in v]))}"
+                        for k, v in spans.items()) or "none detected"
+    t = load_analysis(r.dir).to_pydict()
+    last = max(t["step"])
+    covered = [c for s_, c in zip(t["step"], t["irreps_covered"]) if s_ == last]
+    n_feat = r.summary["analysis"]["n_features"]
+    return (f"stages (median over seeds) {stages}; irreps (frequencies) covered at step {last}: "
+            f"{', '.join(str(int(c)) for c in covered)} of {n_feat}")
+
+
 def demo(out: Path, quiet: bool = False) -> dict[str, api.Run]:
     out = Path(out)
     console = Console()
@@ -62,9 +84,12 @@ def demo(out: Path, quiet: bool = False) -> dict[str, api.Run]:
     runs = {}
     for name, flat in DEMO_RUNS.items():
         cfg = RunConfig.from_flat(flat)
-        console.print(f"[bold]{name}[/bold]: {flat['group']} at {flat['crit_mult']}x the Li2 critical size, seeds {list(flat['seeds'])}")
-        with RunProgress(cfg, quiet=quiet) as prog:
-            runs[name] = api.run(cfg, out / name, argv=["demo"], on_eval=prog.update)
+        size = (f"{flat['crit_mult']}x the Li2 critical size" if "crit_mult" in flat
+                else f"training fraction {flat.get('frac', cfg.task.frac)}")
+        console.print(f"[bold]{name}[/bold]: {flat['group']} at {size}, seeds {list(flat['seeds'])}")
+        with RunProgress(cfg, quiet=quiet) as prog:  # with the Li2 analysis: stages and features
+            done = run_with_analysis(cfg, out / name, argv=["demo"], on_eval=prog.update)
+        runs[name] = api.load_run(done.dir)
     table = Table(title="groklab demo: Z47, Li2 defaults (K=512, x², MSE, Adam 1e-3, wd 1e-4)")
     for col in ("run", "train pairs", "seed", "memorized at", "generalized at", "final test acc"):
         table.add_column(col, justify="right")
@@ -73,6 +98,8 @@ def demo(out: Path, quiet: bool = False) -> dict[str, api.Run]:
             table.add_row(name, str(r.summary["n_train"]), str(m["seed"]), str(m["step_memorized"] or "never"),
                           str(m["step_generalized"] or "never"), f"{m['final_test_acc']:.3f}")
     console.print(table)
+    for name, r in runs.items():
+        console.print(f"{name}: {li2_story(r)}")
     png = plot_curves(runs, out / "curves.png")
     console.print(f"learning curves: {png}")
     try:
