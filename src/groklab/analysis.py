@@ -96,6 +96,7 @@ class Analyzer:
         t = job.cfg.train
         self.last = t.steps
         self.early = {t.eval_every * 2**j for j in range(64) if t.eval_every * 2**j < self.every}
+        self.job = job
         self.seeds = list(job.seeds)
         self.done: set[int] = set()
         self.rows: dict[str, list] = {"step": [], "member": [], "seed": []}
@@ -201,26 +202,16 @@ def _compare(old: pa.Table, new: pa.Table) -> tuple[float, str]:
 def _stages_and_meta(an: Analyzer, table: pa.Table, state, replay: str, diff: float) -> tuple[dict, dict]:
     from .analysis_stages import detect_stages
 
-    from . import science
-
-    rows = state.rows
-    last: dict[int, int] = {}
-    memorized: dict[int, int | None] = {}
-    generalized: dict[int, int | None] = {}
-    for s, e, acc, test in zip(rows["step"], rows["member"], rows["train_acc"], rows["test_acc"]):
-        e = int(e)
-        last[e] = max(last.get(e, 0), int(s))
-        if memorized.get(e) is None:
-            memorized[e] = int(s) if acc >= science.MEMORIZED_ACC else None
-        if generalized.get(e) is None:
-            generalized[e] = int(s) if test >= science.GENERALIZED_ACC else None
+    members = record.summarize(state, an.job, "running")["members"]  # step_memorized etc., as summary.json has them
+    last = {m["member"]: m["last_step"] for m in members if m["last_step"] is not None}
+    memorized = {m["member"]: m["step_memorized"] for m in members}
+    meta = {**an.meta(), "replay": replay, "replay_max_abs_diff": diff}
     if an.kind == "progress":
         from .analysis_progress import detect_phases
 
         cols = {k: table[k].to_numpy() for k in ("step", "member", "seed", "restricted_loss")}
-        return detect_phases(cols, last, memorized, generalized), {**an.meta(), "replay": replay, "replay_max_abs_diff": diff}
+        return detect_phases(cols, last, memorized, {m["member"]: m["step_generalized"] for m in members}), meta
     stages = detect_stages({k: table[k].to_numpy() for k in ("step", "member", "seed", "gf_indep_cos")}, last, memorized)
-    meta = {**an.meta(), "replay": replay, "replay_max_abs_diff": diff}
     return stages, meta
 
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .analysis_stages import _crossing
+from .analysis_stages import crossing
 from .errors import GroklabError
-from .progress import KEY_FACTOR, progress_measures
+from .progress import KEY_FACTOR, is_modular_addition, progress_measures
 
 __all__ = ["CIRCUIT_FRAC", "PHASE_RULE", "PHASES", "ProgressProbe", "detect_phases", "member_phases"]
 
@@ -55,8 +55,7 @@ class ProgressProbe:
     def __init__(self, job):
         cfg, task = job.cfg, job.task
         M = task.order
-        ar = np.arange(M)
-        if not np.array_equal(task.table, (ar[:, None] + ar[None, :]) % M):
+        if not is_modular_addition(task.table):
             raise GroklabError(f"analyze: --group {cfg.task.group}: the {cfg.model.model} analysis is Nanda et al.'s "
                                f"progress measures, defined for (a + b) mod M tables (Z<M>); the irrep analysis of "
                                "other groups needs --model li2")
@@ -99,7 +98,7 @@ def member_phases(steps, restricted, last_step: int, step_memorized: int | None,
     t_mem = int(step_memorized)
     end = int(last_step)
     below = np.flatnonzero(r <= level)
-    t_circ = None if below.size == 0 else int(round(_crossing(s, r, int(below[0]), level)))
+    t_circ = None if below.size == 0 else int(round(crossing(s, r, int(below[0]), level)))
     out: dict[str, Any] = {"restricted_loss_0": round(float(r[0]), 6), "t_circuit": t_circ}
     cuts = [("memorization", 0), ("circuit formation", t_mem)]
     if t_circ is not None:

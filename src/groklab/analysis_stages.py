@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_PEAK", "STAGE_RULE", "STAGES", "detect_stages", "member_stages"]
+__all__ = ["MIN_PEAK", "STAGE_RULE", "STAGES", "crossing", "detect_stages", "member_stages"]
 
 STAGES = ("lazy", "independent", "interactive")
 MIN_PEAK = 0.3  # below this peak alignment, stage II is not identified (groklab's choice)
@@ -53,7 +53,7 @@ STAGE_RULE = (
 )
 
 
-def _crossing(s: np.ndarray, c: np.ndarray, i: int, level: float) -> float:
+def crossing(s: np.ndarray, c: np.ndarray, i: int, level: float) -> float:
     """Step where c crosses `level` between analysed steps i−1 and i (linear interpolation)."""
     if i == 0 or c[i] == c[i - 1]:
         return float(s[i])
@@ -89,7 +89,7 @@ def member_stages(steps: Any, c: Any, last_step: int | None = None, step_memoriz
     below = np.flatnonzero(c[ip + 1:] < peak / 2)
     stages = [{"name": "lazy", "start": 0, "end": t1}]
     if below.size:
-        t2 = min(max(int(round(_crossing(s, c, ip + 1 + int(below[0]), peak / 2))), t1), end)
+        t2 = min(max(int(round(crossing(s, c, ip + 1 + int(below[0]), peak / 2))), t1), end)
         stages += [{"name": "independent", "start": t1, "end": t2}, {"name": "interactive", "start": t2, "end": end}]
     else:
         stages.append({"name": "independent", "start": t1, "end": end})

@@ -57,14 +57,10 @@ def plot_curves(runs: dict[str, api.Run], path: Path) -> Path:
 def li2_story(r: api.Run) -> str:
     """One line of the Li2 analysis of a demo run: its stages (median over seeds, from
     summary.json) and how many of the group's irreps (frequencies) its hidden units hold at the end."""
-    import numpy as np
+    from .report_run import median_stage_spans
 
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for m in r.summary.get("stages", {}).get("members", []):
-        for st in m.get("stages", []):
-            spans.setdefault(st["name"], []).append((st["start"], st["end"]))
-    stages = " · ".join(f"{k} {int(np.median([a for a, _ in v]))}–{int(np.median([b for _, b in v]))}"
-                        for k, v in spans.items()) or "none detected"
+    spans = median_stage_spans(r.summary.get("stages"), r.summary.get("steps"))
+    stages = " · ".join(f"{name} {a:.0f}–{b:.0f}" for name, a, b in spans) or "none detected"
     t = load_analysis(r.dir).to_pydict()
     last = max(t["step"])
     covered = [c for s_, c in zip(t["step"], t["irreps_covered"]) if s_ == last]

@@ -39,7 +39,7 @@ from torch import Tensor
 from .errors import GroklabError
 from .losses import per_example_loss
 
-__all__ = ["fourier_basis", "token_embeddings", "frequency_norms", "key_frequencies", "gini", "all_logits",
+__all__ = ["is_modular_addition", "fourier_basis", "token_embeddings", "frequency_norms", "key_frequencies", "gini", "all_logits",
            "sum_directions", "restricted_logits", "excluded_logits", "progress_measures"]
 
 KEY_FACTOR = 2.0  # a key frequency holds more than KEY_FACTOR x a flat spectrum's share
@@ -174,6 +174,14 @@ def all_logits(model: torch.nn.Module, M: int, chunk: int = 4096) -> Tensor:
 
 
 @torch.no_grad()
+def is_modular_addition(table) -> bool:
+    """Is `table` the M×M table of (a + b) mod M, the only one the Fourier measures are defined for?"""
+    table = np.asarray(table)
+    M = table.shape[0]
+    ar = np.arange(M)
+    return table.shape == (M, M) and bool(np.array_equal(table, (ar[:, None] + ar[None, :]) % M))
+
+
 def progress_measures(model: torch.nn.Module, task_table: np.ndarray, train_idx, *, loss: str = "ce",
                       key_freqs: Sequence[int] | Sequence[Sequence[int]] | None = None,
                       key_factor: float = KEY_FACTOR) -> dict:
@@ -191,8 +199,7 @@ def progress_measures(model: torch.nn.Module, task_table: np.ndarray, train_idx,
     """
     table = np.asarray(task_table)
     M = table.shape[0]
-    ar = np.arange(M)
-    if table.shape != (M, M) or not np.array_equal(table, (ar[:, None] + ar[None, :]) % M):
+    if not is_modular_addition(table):
         raise GroklabError(f"progress measures: the task table must be Z_{M} addition (a + b) mod {M}; "
                            "the Fourier directions cos/sin(w(a+b)) are defined for it only")
     norms = frequency_norms(token_embeddings(model))  # (E, M//2)

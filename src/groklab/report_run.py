@@ -323,13 +323,14 @@ def stage_spans(run: Run) -> list[tuple[str, float, float]]:
     """(name, first step, last step) per stage, medians over members; [] when unknown."""
     last = float(np.max(run.metrics["step"])) if run.metrics is not None and len(run.metrics["step"]) else None
     raw = (run.summary or {}).get("stages")
-    spans = _parse_stages(raw, last) if raw else []
+    spans = median_stage_spans(raw, last) if raw else []
     if not spans and run.analysis is not None and "stage" in run.analysis:
         spans = _stages_from_column(run.analysis)
     return spans
 
 
-def _parse_stages(raw: Any, last: float | None) -> list[tuple[str, float, float]]:
+def median_stage_spans(raw: Any, last: float | None) -> list[tuple[str, float, float]]:
+    """(name, median start, median end) per stage over members, from summary.json's ``stages``."""
     per: dict[str, list[tuple[float, float]]] = {}
     try:
         items = _stage_items(raw, last)
