@@ -48,4 +48,4 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
         return 0
     res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
                     ray_address=ns.ray_address)
-    return 0 if res.total_members else 3
+    return 0 if res.total_members and not res.failed else 3

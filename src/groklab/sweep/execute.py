@@ -145,42 +145,110 @@ def _worker_init() -> None:
             pass
 
 
-def _pool_job(out: str, job: dict, flats: list[dict]) -> dict:
-    if os.getppid() == 1:  # the driver is gone
-        os._exit(1)
-    return run_job(out, job, flats)
+def _worker_loop(conn) -> None:
+    """A local worker process: run the jobs the driver sends, send back ("ok", result) or
+    ("error", exception); exit on None or when the driver is gone."""
+    _worker_init()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            reply = ("ok", run_job(*msg))
+        except BaseException as e:  # noqa: BLE001 - sent to the driver, which decides
+            # plain types cross the pipe (WriteError's constructor takes other arguments)
+            reply = ("error", GroklabError(str(e)) if isinstance(e, GroklabError) else RuntimeError(f"{type(e).__name__}: {e}"))
+        conn.send(reply)
+
+
+class JobFailed(Exception):
+    """A job whose worker died (OOM killer, a signal, a lost node): its members stay not done."""
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+        hint = " (out of memory? the OOM killer sends SIGKILL)" if -exitcode == signal.SIGKILL else ""
+        return f"its worker was killed by {name}{hint}"
+    return f"its worker exited with status {exitcode}"
 
 
 class LocalExecutor:
-    """workers == 1: in this process, one job after another; else a pool of spawned processes."""
+    """workers == 1: in this process, one job after another; else `workers` spawned processes,
+    each running one job at a time. A worker that dies (e.g. killed by the OOM killer) fails only
+    its job (on_failed), is replaced, and the sweep goes on; a re-run retries the job."""
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.pool = None
 
-    def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval):
+    def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval, on_failed=None):
         if self.workers == 1:
             for job in jobs:
                 _check_stop()
                 on_done(job, run_job(str(out), job, flats[job["id"]], on_eval=on_eval))
             return
         import multiprocessing as mp
+        from multiprocessing.connection import wait
 
-        self.pool = mp.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+        ctx = mp.get_context("spawn")
+        queue = list(jobs)
+        busy: dict[Any, tuple[Any, Any, dict]] = {}  # conn -> (process, conn, job)
+        idle: list[tuple[Any, Any]] = []
+
+        def start():
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_loop, args=(child,), daemon=True)
+            proc.start()
+            child.close()
+            return proc, parent
+
         try:
-            pending = {job["id"]: (job, self.pool.apply_async(_pool_job, (str(out), job, flats[job["id"]]))) for job in jobs}
-            while pending:
+            while queue or busy:
                 _check_stop()
-                for jid, (job, ar) in list(pending.items()):
-                    if ar.ready():
-                        del pending[jid]
-                        on_done(job, ar.get())
+                while queue and len(busy) < self.workers:
+                    proc, conn = idle.pop() if idle else start()
+                    job = queue.pop(0)
+                    conn.send((str(out), job, flats[job["id"]]))
+                    busy[conn] = (proc, conn, job)
+                ready = wait([c for c in busy] + [p.sentinel for p, _, _ in busy.values()], timeout=0.2)
+                for conn, (proc, _, job) in list(busy.items()):
+                    if conn in ready or proc.sentinel in ready:
+                        reply = None
+                        try:
+                            if conn.poll():
+                                reply = conn.recv()
+                        except (EOFError, OSError):
+                            reply = None
+                        if reply is None:
+                            if proc.is_alive():
+                                continue
+                            del busy[conn]
+                            proc.join()
+                            failure = JobFailed(_death(proc.exitcode))
+                            if on_failed is None:
+                                raise GroklabError(f"sweep job {job['id']}: {failure}")
+                            on_failed(job, failure)
+                            continue
+                        del busy[conn]
+                        idle.append((proc, conn))
+                        kind, value = reply
+                        if kind == "error":
+                            raise value
+                        on_done(job, value)
                 on_tick()
-                time.sleep(0.2)
-            self.pool.close()
         finally:
-            self.pool.terminate()
-            self.pool.join()
+            for proc, conn in idle + [(p, c) for p, c, _ in busy.values()]:
+                try:
+                    conn.send(None)
+                except (OSError, ValueError):
+                    pass
+                if proc.is_alive():
+                    proc.terminate()
+            for proc, _ in idle + [(p, c) for p, c, _ in busy.values()]:
+                proc.join(5)
 
 
 class RayExecutor:
@@ -203,7 +271,7 @@ class RayExecutor:
                 ray.init(num_cpus=(workers or os.cpu_count() or 1) * threads, **kw)
             self.started = True
 
-    def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval):
+    def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval, on_failed=None):
         ray = self.ray
         refs, tasks = {}, {}
         for job in jobs:
@@ -216,7 +284,17 @@ class RayExecutor:
                 _check_stop()
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
                 for r in ready:
-                    on_done(refs.pop(r), ray.get(r))
+                    job = refs.pop(r)
+                    try:
+                        res = ray.get(r)
+                    except ray.exceptions.RayTaskError as e:  # the job raised: as in-process
+                        raise e.as_instanceof_cause() from None
+                    except ray.exceptions.RayError as e:  # worker or node died (OOM, kill) after its retries
+                        if on_failed is None:
+                            raise
+                        on_failed(job, JobFailed(f"its Ray worker died ({type(e).__name__})"))
+                        continue
+                    on_done(job, res)
                 on_tick()
         finally:
             for r in refs:
@@ -235,6 +313,13 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
     t0 = time.perf_counter()
     if executor not in ("local", "ray"):
         raise GroklabError(f"--executor {executor!r}: expected local or ray")
+    from groklab.sweep import memfit
+    from groklab.train import memory
+
+    by_id = memfit.members_by_id(sp)
+    limit = memory.available(memfit.device_of(sp.members)) if executor == "local" else None
+    if limit is not None:
+        memfit.refuse_unfittable(sp.members, limit)  # before the folder exists: nothing written
     with store.locked(), _graceful_stop():
         plan, added = store.prepare(sp, extend)
         if extend and not quiet:
@@ -249,6 +334,10 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
             if not quiet:
                 say(f"sweep {out}: all {n_total} members are done; nothing to run")
             return res
+        notes = []
+        if limit is not None:
+            todo, notes = memfit.split_jobs(store, plan, todo, by_id, limit)
+            todo.sort(key=lambda j: -j["work"])
         flats = {j["id"]: [plan["members"][m] for m in j["members"]] for j in todo}
         threads = max(int(j["threads"]) for j in todo)
         if executor == "ray":
@@ -257,7 +346,12 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
         else:
             n_workers = workers or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // threads)
             n_workers = min(n_workers, len(todo))
+            if limit is not None:
+                n_workers, note = memfit.workers_that_fit(todo, by_id, limit, n_workers)
+                notes += [note] if note else []
             ex = LocalExecutor(n_workers)
+        for note in notes:
+            say(note)  # said even with --quiet: the sweep runs differently from what was asked
         tracker = Tracker(store, plan, done, executor, n_workers, on_progress)
         ran = 0
         with SweepProgress(tracker, quiet=quiet) as view:
@@ -268,9 +362,22 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
 
             last_index = [time.monotonic()]
 
+            failed: list[tuple[dict, str]] = []
+
+            def on_failed(job, err):
+                failed.append((job, str(err)))
+                tracker.job_done(job)
+                tracker.done.discard(job["id"])
+                say(f"sweep job {job['id']} failed: {err}; members {', '.join(job['members'])} are not done "
+                    "(re-run the same command to retry them); the other jobs go on")
+
             def on_done(job, res):
                 nonlocal ran
-                ran += store.write_result(job, res)
+                try:
+                    ran += store.write_result(job, res)
+                except record.WriteError as e:  # disk full: finished jobs' files are intact
+                    raise GroklabError(f"sweep stopped: {e}; every finished job is kept; once there is space "
+                                       f"again, re-run the same command to continue") from None
                 tracker.job_done(job)
                 if time.monotonic() - last_index[0] >= INDEX_EVERY_S:  # readable while it runs
                     store.build_index()
@@ -285,10 +392,15 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
                 tracker.poll_jobs()
                 view.refresh()
 
-            ex.run(out, todo, flats, on_done, on_tick, on_eval)
+            ex.run(out, todo, flats, on_done, on_tick, on_eval, on_failed)
         store.build_index()
         tracker.write(final=True)
-        return _finish(store, quiet, ran=ran, t0=t0, analyze=analyze)
+        res = _finish(store, quiet, ran=ran, t0=t0, analyze=analyze)
+        res.failed = {job["id"]: list(job["members"]) for job, _ in failed}
+        if failed:
+            say(f"sweep {out}: {len(failed)} job(s) failed ({sum(len(j['members']) for j, _ in failed)} members not done); "
+                "re-run the same command to retry them")
+        return res
 
 
 _STOP = {"requested": False}
