@@ -63,9 +63,15 @@ def build_job(job: dict, flats: list[dict]):
     return eng, cfg0.train.ckpt_every
 
 
-def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = None) -> dict:
+def run_job(out: str | None, job: dict, flats: list[dict], on_eval: Callable | None = None,
+            storage=None, storage_is_default: bool = False) -> dict:
     """Train one planned job (resuming from its checkpoint if there is one) and return its
-    summary and metrics; the caller writes them. Runs in the driver, a pool worker or a Ray task."""
+    summary and metrics; the caller writes them. Runs in the driver, a pool worker or a Ray task.
+
+    storage None: the checkpoint and progress live in <out>/jobs/<id>/ (the local executor).
+    storage a JobStorage (Ray): they live in <storage>/<id>/ and `out` is never touched; when that is
+    the default location and this node cannot write it, the job runs without checkpoints and
+    its result says so ("note")."""
     import torch
 
     from groklab.train.engine import StopRequested, init_state, pick_device, train
@@ -74,41 +80,38 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
     torch.set_num_threads(int(job["threads"]))
     try:
         eng, ckpt_every = build_job(job, flats)
-        jdir = Path(out) / "jobs" / job["id"]
-        jdir.mkdir(parents=True, exist_ok=True)
+        jid = job["id"]
         device = pick_device(eng.cfg.train.device)
         dtype = torch.float64 if eng.cfg.train.dtype == "float64" else torch.float32
         state = init_state(eng, device, dtype)
-        if (jdir / record.CKPT).exists():
-            try:
-                record.load_checkpoint(jdir, state, device)
-            except GroklabError:  # unreadable (cannot happen with atomic writes): start the job over
-                state = init_state(eng, device, dtype)
+        keep = _JobFiles(out, jid, eng, storage, storage_is_default)
+        state = keep.load(state, lambda: init_state(eng, device, dtype), device)
         last = {"ckpt": time.monotonic(), "progress": 0.0}
         checkpoint_s = float(job["checkpoint_s"])
         steps = eng.cfg.train.steps
+        start_step = state.step
 
         def eval_hook(st, m):
             now = time.monotonic()
             if now - last["progress"] >= PROGRESS_EVERY_S or st.step >= steps:
                 last["progress"] = now
-                record.write_json(jdir / PROGRESS, {"job": job["id"], "step": st.step, "steps": steps,
-                                                    "active": int(st.active.sum()), "members": eng.n_members,
-                                                    "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time()})
+                keep.progress({"job": jid, "step": st.step, "steps": steps, "active": int(st.active.sum()),
+                               "members": eng.n_members, "pid": os.getpid(), "host": socket.gethostname(),
+                               "updated": time.time(), "resumed_from": start_step})
             if on_eval is not None:
-                on_eval(job["id"], st, m)
+                on_eval(jid, st, m)
 
         def ckpt_hook(st):
             now = time.monotonic()
             if st.step % ckpt_every == 0 or now - last["ckpt"] >= checkpoint_s:
                 last["ckpt"] = now
-                record.save_checkpoint(jdir, st, eng)
+                keep.save(st)
 
         try:
             state = train(eng, state, device=device, on_eval=eval_hook, on_checkpoint=ckpt_hook,
                           should_stop=lambda: _STOP["requested"])
         except StopRequested as stop:  # Ctrl-C / SIGTERM: the state is between two steps, a valid checkpoint
-            record.save_checkpoint(jdir, stop.state, eng)
+            keep.save(stop.state)
             raise KeyboardInterrupt from None
         summary = record.summarize(state, eng, record.run_status(state))
         rows = _dedupe_rows(state.rows)
@@ -116,9 +119,62 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
         metrics = pa.table({"member_id": pa.array([ids[e] for e in rows["member"]], pa.string()),
                             "seed": pa.array(rows["seed"], pa.int64()), "step": pa.array(rows["step"], pa.int64()),
                             **{k: pa.array(rows[k], pa.float64()) for k in rows if k not in ("member", "seed", "step")}})
-        return {"summary": summary, "metrics": metrics, "n_pairs": eng.task.n_pairs, "finished": _now()}
+        return {"summary": summary, "metrics": metrics, "n_pairs": eng.task.n_pairs, "finished": _now(),
+                "resumed_from": start_step, "host": socket.gethostname(), "note": keep.note}
     finally:
         torch.set_num_threads(old_threads)
+
+
+class _JobFiles:
+    """A running job's checkpoint and progress: files in <out>/jobs/<id>/ (storage None) or
+    objects in <storage>/<id>/ (sweep.storage; Ray workers, which never write into `out`)."""
+
+    def __init__(self, out: str | None, jid: str, eng, storage, storage_is_default: bool):
+        self.jid, self.eng, self.storage, self.default = jid, eng, storage, storage_is_default
+        self.jdir = Path(out) / "jobs" / jid if storage is None else None
+        self.note = None
+        if self.jdir is not None:
+            self.jdir.mkdir(parents=True, exist_ok=True)
+
+    def load(self, state, fresh, device):
+        """Restore `state` from the job's checkpoint if it has one; returns the state to train from."""
+        if self.jdir is not None:
+            if (self.jdir / record.CKPT).exists():
+                try:
+                    record.load_checkpoint(self.jdir, state, device)
+                except GroklabError:  # unreadable (cannot happen with atomic writes): start the job over
+                    return fresh()
+            return state
+        ck = self.storage.get_checkpoint(self.jid, device)
+        if ck is not None:
+            record.restore_checkpoint(state, ck)
+        return state
+
+    def save(self, st) -> None:
+        if self.jdir is not None:
+            record.save_checkpoint(self.jdir, st, self.eng)
+        elif self.storage is not None:
+            self._try(lambda: self.storage.put_checkpoint(self.jid, record.checkpoint_dict(st)))
+
+    def progress(self, obj: dict) -> None:
+        if self.jdir is not None:
+            record.write_json(self.jdir / PROGRESS, obj)
+        elif self.storage is not None:
+            self._try(lambda: self.storage.put_json(self.jid, PROGRESS, obj))
+
+    def _try(self, put) -> None:
+        from groklab.sweep.storage import StorageError
+
+        try:
+            put()
+        except StorageError as e:
+            if not self.default:
+                raise  # the user's --storage must work: stop with its one line
+            # The default (the driver's folder) is not writable from this node: no shared filesystem.
+            self.storage = None
+            self.note = (f"job {self.jid} ran without checkpoints on {socket.gethostname()}: the sweep folder is not "
+                         f"writable there ({e}); give --storage URI (a path or bucket every node can write) so a retried "
+                         "job resumes")
 
 
 def _dedupe_rows(rows: dict[str, list]) -> dict[str, list]:
@@ -251,25 +307,48 @@ class LocalExecutor:
                 proc.join(5)
 
 
-class RayExecutor:
-    """Each job is a Ray task with num_cpus = threads. The workers need the sweep folder (for
-    checkpoints) at the same path: a local Ray instance, or a cluster with a shared filesystem."""
+RAY_MAX_RETRIES = 3  # Ray re-runs a job whose worker or node died this many times (it resumes from its checkpoint)
 
-    def __init__(self, address: str | None, workers: int | None, threads: int):
+
+class RayExecutor:
+    """Each job is a Ray task with num_cpus = threads; the workers need nothing of the driver's disk.
+
+    A task gets its job and members as arguments and returns its summary and metrics through Ray's
+    object store; only the driver writes the sweep folder. A job's checkpoint and progress go to
+    `storage` (sweep.storage; default the sweep folder's jobs/, used when the workers can write it:
+    a local Ray instance or a shared filesystem). When a worker or its node dies, Ray re-runs the
+    task (max_retries) and it resumes from its last checkpoint there; the driver receives exactly
+    one result per job, so no member is ever written twice."""
+
+    def __init__(self, address: str | None, workers: int | None, threads: int, storage: str | None = None,
+                 out: Path | None = None, max_retries: int = RAY_MAX_RETRIES):
+        address = address or os.environ.get("RAY_ADDRESS")
+        if not address and "ray" not in sys.modules:
+            # Ray >= 2.59 turns token authentication on for a new local instance and prints a notice on
+            # every start unless RAY_AUTH_MODE is set: set it to what Ray would choose anyway. It is read
+            # when ray is imported, so only before that (an already imported ray keeps its notice).
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         try:
             import ray
         except ImportError:
             raise GroklabError("--executor ray needs Ray: pip install 'groklab[ray]' (or pip install ray)") from None
-        self.ray = ray
+        from groklab.sweep.storage import JobStorage
+
+        self.ray, self.max_retries = ray, max_retries
+        self.storage_is_default = storage is None
+        self.storage = JobStorage(storage if storage is not None else Path(out).resolve() / "jobs").open()
         self.started = False
         if not ray.is_initialized():
-            address = address or os.environ.get("RAY_ADDRESS")
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address:
-                ray.init(address=address, **kw)
+                ray.init(address=address, **kw)  # the cluster's RAY_AUTH_MODE / token apply (README)
             else:
                 ray.init(num_cpus=(workers or os.cpu_count() or 1) * threads, **kw)
             self.started = True
+
+    def progress(self, jids) -> dict[str, dict]:
+        """The running jobs' progress.json from the storage (the driver's display)."""
+        return self.storage.progress(jids)
 
     def run(self, out: Path, jobs: list[dict], flats: dict[str, list[dict]], on_done, on_tick, on_eval, on_failed=None):
         ray = self.ray
@@ -277,8 +356,8 @@ class RayExecutor:
         for job in jobs:
             threads = int(job["threads"])
             if threads not in tasks:
-                tasks[threads] = ray.remote(num_cpus=threads, max_retries=0)(run_job)
-            refs[tasks[threads].remote(str(out.resolve()), job, flats[job["id"]])] = job
+                tasks[threads] = ray.remote(num_cpus=threads, max_retries=self.max_retries, retry_exceptions=False)(run_job)
+            refs[tasks[threads].remote(None, job, flats[job["id"]], None, self.storage, self.storage_is_default)] = job
         try:
             while refs:
                 _check_stop()
@@ -288,13 +367,21 @@ class RayExecutor:
                     try:
                         res = ray.get(r)
                     except ray.exceptions.RayTaskError as e:  # the job raised: as in-process
+                        cause = getattr(e, "cause", None)
+                        if isinstance(cause, GroklabError):
+                            raise GroklabError(str(cause)) from None
+                        if "No module named" in str(e):  # the node lacks groklab (or this version of it)
+                            missing = str(e).split("No module named")[-1].splitlines()[0].strip()
+                            raise GroklabError(f"--executor ray: a Ray worker cannot import {missing}; install the same "
+                                               "groklab version (and torch) on every node of the cluster") from None
                         raise e.as_instanceof_cause() from None
                     except ray.exceptions.RayError as e:  # worker or node died (OOM, kill) after its retries
                         if on_failed is None:
                             raise
-                        on_failed(job, JobFailed(f"its Ray worker died ({type(e).__name__})"))
+                        on_failed(job, JobFailed(f"its Ray worker died {self.max_retries + 1} times ({type(e).__name__})"))
                         continue
                     on_done(job, res)
+                    self.storage.delete(job["id"])  # results are in the sweep folder now
                 on_tick()
         finally:
             for r in refs:
@@ -306,13 +393,19 @@ class RayExecutor:
 # ---- the driver ------------------------------------------------------------------------------------------
 def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None = None, extend: bool = False,
             quiet: bool = True, ray_address: str | None = None, on_progress: Callable[[dict], None] | None = None,
-            analyze: bool = True) -> SweepResult:
+            analyze: bool = True, storage: str | None = None, max_retries: int = RAY_MAX_RETRIES) -> SweepResult:
     from groklab.sweep.view import SweepProgress, say
 
     store = Store(out)
     t0 = time.perf_counter()
     if executor not in ("local", "ray"):
         raise GroklabError(f"--executor {executor!r}: expected local or ray")
+    if storage is not None and executor != "ray":
+        raise GroklabError(f"--storage {storage}: only used with --executor ray (local jobs keep checkpoints in the sweep folder)")
+    if storage is not None:
+        from groklab.sweep.storage import JobStorage
+
+        JobStorage(storage).open()  # a bad URI or missing s3/gs support: one line, before anything is written
     from groklab.sweep import memfit
     from groklab.train import memory
 
@@ -341,7 +434,7 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
         flats = {j["id"]: [plan["members"][m] for m in j["members"]] for j in todo}
         threads = max(int(j["threads"]) for j in todo)
         if executor == "ray":
-            ex: Any = RayExecutor(ray_address, workers, threads)
+            ex: Any = RayExecutor(ray_address, workers, threads, storage=storage, out=out, max_retries=max_retries)
             n_workers = workers or 0
         else:
             n_workers = workers or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // threads)
@@ -353,6 +446,8 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
         for note in notes:
             say(note)  # said even with --quiet: the sweep runs differently from what was asked
         tracker = Tracker(store, plan, done, executor, n_workers, on_progress)
+        if executor == "ray" and storage is not None:
+            tracker.read_progress = ex.progress  # workers report to the storage, not the sweep folder
         ran = 0
         with SweepProgress(tracker, quiet=quiet) as view:
             if not quiet:
@@ -371,8 +466,15 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
                 say(f"sweep job {job['id']} failed: {err}; members {', '.join(job['members'])} are not done "
                     "(re-run the same command to retry them); the other jobs go on")
 
+            resumed: dict[str, int] = {}
+
             def on_done(job, res):
                 nonlocal ran
+                if res.get("note"):
+                    say(res["note"])
+                if res.get("resumed_from"):  # a retry (Ray) or a re-run: say so, a node or worker died
+                    resumed[job["id"]] = int(res["resumed_from"])
+                    say(f"job {job['id']} resumed from step {res['resumed_from']} (its checkpoint) and finished on {res.get('host', '?')}")
                 try:
                     ran += store.write_result(job, res)
                 except record.WriteError as e:  # disk full: finished jobs' files are intact
@@ -397,6 +499,7 @@ def execute(sp: Spec, out: Path, *, executor: str = "local", workers: int | None
         tracker.write(final=True)
         res = _finish(store, quiet, ran=ran, t0=t0, analyze=analyze)
         res.failed = {job["id"]: list(job["members"]) for job, _ in failed}
+        res.resumed = resumed
         if failed:
             say(f"sweep {out}: {len(failed)} job(s) failed ({sum(len(j['members']) for j, _ in failed)} members not done); "
                 "re-run the same command to retry them")
@@ -489,8 +592,19 @@ class Tracker:
         self.done.add(job["id"])
         self.running.pop(job["id"], None)
 
+    read_progress: Callable | None = None  # jids -> {jid: progress}; None: the sweep folder's jobs/*/progress.json
+
     def poll_jobs(self) -> None:
-        """Read jobs/*/progress.json (pool and Ray workers write them)."""
+        """Read jobs/*/progress.json (pool and Ray workers write them), or the --storage's."""
+        if self.read_progress is not None:
+            now = time.time()
+            if now - getattr(self, "_polled", 0.0) >= PROGRESS_EVERY_S:  # an object store: not every tick
+                self._polled = now
+                todo = [j for j in self.jobs if j not in self.done]
+                for jid, r in self.read_progress(todo).items():
+                    if r.get("updated", 0) >= self.started and jid not in self.done:
+                        self.running[jid] = r
+            return
         d = self.store.out / "jobs"
         if d.is_dir():
             for p in d.glob(f"*/{PROGRESS}"):
@@ -532,7 +646,7 @@ class Tracker:
 def run_sweep(spec: str | Path | dict | Spec, out: str | Path | None = None, *, executor: str = "local",
               workers: int | None = None, extend: bool = False, quiet: bool = True,
               ray_address: str | None = None, on_progress: Callable[[dict], None] | None = None,
-              analyze: bool = True) -> SweepResult:
+              analyze: bool = True, storage: str | None = None, max_retries: int = RAY_MAX_RETRIES) -> SweepResult:
     """Run every member of `spec` not yet done in `out` (default sweeps_out/<name>), then write
     index.parquet, fit.json and phase.png. Resumable: killed at any moment, the same call finishes
     it with each member exactly once. A different spec under an existing folder is an error
@@ -543,7 +657,8 @@ def run_sweep(spec: str | Path | dict | Spec, out: str | Path | None = None, *, 
     sp = spec if isinstance(spec, Spec) else load_spec(spec)
     out = Path(out) if out is not None else Path("sweeps_out") / sp.name
     return execute(sp, out, executor=executor, workers=workers, extend=extend, quiet=quiet,
-                              ray_address=ray_address, on_progress=on_progress, analyze=analyze)
+                              ray_address=ray_address, on_progress=on_progress, analyze=analyze, storage=storage,
+                              max_retries=max_retries)
 
 
 def sweep_status(out: str | Path) -> dict:

@@ -233,7 +233,18 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
     """Everything needed to continue bit-exactly: weights, optimizer and filter state, step,
     member flags, stopping trackers, batch RNGs, the metrics so far. Then metrics and summary, so
     an interrupted folder can be looked at."""
-    ck = {"step": state.step, "evaluated_at": state.evaluated_at, "model": state.model.state_dict(), "opt": state.opt.state_dict(),
+    ck = checkpoint_dict(state)
+    run_dir = Path(run_dir)
+    # Metrics and summary first: a folder with a checkpoint always has both to look at.
+    write_metrics(run_dir, state.rows)
+    write_json(run_dir / SUMMARY, summarize(state, job, "running"))
+    atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
+
+
+def checkpoint_dict(state) -> dict:
+    """What checkpoint.pt holds (torch.save of this dict); restore_checkpoint is its inverse. Sweep
+    jobs on a cluster send the same dict, as bytes, to their --storage location."""
+    return {"step": state.step, "evaluated_at": state.evaluated_at, "model": state.model.state_dict(), "opt": state.opt.state_dict(),
           "grad_filter": state.grad_filter.state_dict() if state.grad_filter is not None else None,
           "active": torch.as_tensor(state.active), "status": list(state.status),
           "diverged_step": [(-1 if d is None else d) for d in state.diverged_step],
@@ -241,11 +252,6 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
           "since": {k: torch.as_tensor(v) for k, v in state.since.items()},
           "batch_rng": [json.dumps(r.bit_generator.state) for r in state.batch_rng] if state.batch_rng else None,
           "wall_s": state.wall_s}
-    run_dir = Path(run_dir)
-    # Metrics and summary first: a folder with a checkpoint always has both to look at.
-    write_metrics(run_dir, state.rows)
-    write_json(run_dir / SUMMARY, summarize(state, job, "running"))
-    atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
 
 
 def checkpoint_step(run_dir: Path) -> int:
@@ -264,6 +270,11 @@ def load_checkpoint(run_dir: Path, state, device) -> None:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises several types for a corrupt pickle
         raise GroklabError(f"{path}: corrupt checkpoint ({type(e).__name__}); the run cannot resume from it") from None
+    restore_checkpoint(state, ck)
+
+
+def restore_checkpoint(state, ck: dict) -> None:
+    """Restore `state` (freshly built from the same job) from a checkpoint_dict in place."""
     state.model.load_state_dict(ck["model"])
     state.opt.load_state_dict(ck["opt"])
     if state.grad_filter is not None:
