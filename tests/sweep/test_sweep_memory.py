@@ -97,7 +97,7 @@ def test_a_killed_worker_fails_its_job_the_rest_go_on_and_a_rerun_retries_it(tmp
     """SIGKILL one worker mid-job (as the OOM killer would): the sweep reports that job with its
     members, finishes the other job, exits 3; the same command again completes every member once."""
     spec = one_class(group=["Z5", "Z7"])
-    spec["base"].update(steps=1500, eval_every=50, ckpt_every=500)  # long enough to be caught running
+    spec["base"].update(steps=600, eval_every=50, ckpt_every=200)  # long enough to be caught running
     spec["base"].pop("stop_grokked")
     spec["base"].pop("stop_plateau")
     path = tmp_path / "s.yaml"

@@ -46,7 +46,7 @@ def refuse_unfittable(members, limit: memory.Limit) -> None:
     seen = set()
     for m in members:
         key = (m.order, m.n_train, m.cfg.model, m.cfg.train.opt, m.cfg.train.dtype, m.cfg.train.batch_size,
-               m.cfg.train.grokfast, m.cfg.train.grokfast_window)
+               m.cfg.train.grokfast, m.cfg.train.grokfast_window, m.cfg.train.steps, m.cfg.train.eval_every)
         if key in seen:
             continue
         seen.add(key)

@@ -17,6 +17,7 @@ moment of a training step (B = bytes per float, 4 or 8; E members, n training pa
     evaluation block    (E, M + K, p) floats for p pairs per block (engine.EVAL_CHUNK bounds E·p·width);
                         not at the same time as the step's activations: the larger of the two counts
     data                the task table (M², int64), the pairs, each member's split masks (E, P)
+    metrics             (steps / eval_every) rows per member kept in Python lists, ~360 bytes a row
     ridge (--ridge)     features (E, n, K) and the Gram / solve (E, K, K), twice
     analysis (replay)   measures.measure: F, z, R, G_F (E, n, K), Grams (E, K, K) float64, basis M²
     runtime             64 MB: what torch allocates for itself at the first step (measured)
@@ -200,6 +201,9 @@ def estimate(cfg, order: int, n_train: int, n_members: int | None = None, *, ana
     p = max(1, min(P, chunk // (E * width)))
     parts["evaluation block"] = E * p * (M + width + 4) * B + E * _act_floats(cfg, M, p) * B // 4
     parts["data"] = P * 8 * 2 + E * P * (B + 1) + E * n * 8 * 6
+    # The metrics kept in memory: one row per evaluation and member, 9 Python floats/ints in lists
+    # (~32 bytes each with the list slot), plus the Arrow table built from them at each checkpoint.
+    parts["metrics"] = (t.steps // t.eval_every + 2) * E * 9 * (32 + 8)
     if mc.ridge is not None:
         K = mc.width
         parts["ridge solve"] = 2 * (E * n * K + 2 * E * K * K + E * n * M) * B
@@ -212,7 +216,10 @@ def estimate(cfg, order: int, n_train: int, n_members: int | None = None, *, ana
     steady += max(0, parts["evaluation block"] - parts["step activations"])
     init = 3 * params * 4 + (params * B if B != 4 else 0)  # float32 draws, stack, contiguous copy; then .to(dtype)
     total = max(steady, init + parts["data"])
-    return Estimate(int(total), parts, _drivers(cfg, E, n, M), what)
+    drivers = _drivers(cfg, E, n, M)
+    if parts["metrics"] > total / 4:
+        drivers = (f"--steps {t.steps} --eval-every {t.eval_every}",) + drivers
+    return Estimate(int(total), parts, drivers, what)
 
 
 def _drivers(cfg, E: int, n: int, M: int) -> tuple[str, ...]:
