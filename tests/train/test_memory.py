@@ -37,18 +37,20 @@ def _one_thread():
 
 
 # ---- the estimate against measured peak RSS -----------------------------------------------------------------
-SHAPES = [  # li2 float32, li2 float64 with 3 members and Adam, the transformer with 2 members
-    {"group": "Z61", "frac": 0.5, "width": 3000, "steps": 1},
-    {"group": "Z47", "frac": 0.5, "width": 1500, "steps": 1, "seeds": [0, 1, 2], "dtype": "float64"},
-    {"group": "Z61", "frac": 0.5, "model": "transformer", "steps": 1, "seeds": [0, 1]},
+SHAPES = [  # li2 float32, li2 float64 with 3 members, the transformer with 2 members, li2 with Muon
+    {"group": "Z61", "frac": 0.5, "width": 3000},
+    {"group": "Z47", "frac": 0.5, "width": 1500, "seeds": [0, 1, 2], "dtype": "float64"},
+    {"group": "Z61", "frac": 0.5, "model": "transformer", "seeds": [0, 1]},
+    {"group": "Z59", "frac": 0.5, "width": 4096, "opt": "muon"},
 ]
+STEPS = {"steps": 12, "eval_every": 4}  # RSS grows over the first steps (heap reuse): not one step
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to measure peak RSS")
-@pytest.mark.parametrize("flat", SHAPES, ids=["li2-f32", "li2-f64-E3", "transformer-E2"])
+@pytest.mark.parametrize("flat", SHAPES, ids=["li2-f32", "li2-f64-E3", "transformer-E2", "li2-muon"])
 def test_estimate_bounds_measured_peak_rss(flat):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "memory_check.py"), json.dumps(flat)],
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "memory_check.py"), json.dumps({**flat, **STEPS})],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -61,7 +63,7 @@ def test_estimate_counts_what_it_documents():
     e = memory.estimate(cfg, 23, 264)
     assert e.parts["parameters"] == 2 * 3 * 23 * 1000 * 4 == e.parts["gradients"]
     assert e.parts["optimizer state"] == 2 * e.parts["parameters"]  # Adam: two moments
-    assert e.parts["step activations"] == 2 * 264 * (4 * 1000 + 4 * 23) * 4
+    assert e.parts["step activations"] == 2 * 264 * (5 * 1000 + 4 * 23) * 4
     f64 = memory.estimate(cfg.replace(dtype="float64"), 23, 264)
     assert f64.parts["parameters"] == 2 * e.parts["parameters"]
     ma = memory.estimate(cfg.replace(grokfast="ma", grokfast_window=100), 23, 264)

@@ -13,9 +13,10 @@ moment of a training step (B = bytes per float, 4 or 8; E members, n training pa
     parameters          Li2 / embed-mlp: W (E, 2M, K) + V (E, M, K)    = 3·E·M·K·B
     gradients           the same again
     optimizer state     adam/adamw 2×, sgd 1×, muon 1× (W) + 2× (V); Grokfast ema +1×, ma +window×
-    step activations    Li2: h, f, df, dh (E, n, K) and o, do, residuals (E, M, n): 4·E·n·K·B + 4·E·n·M·B
+    step activations    Li2: h, f, df, dh and a temporary (E, n, K); o, do, residuals (E, M, n): 5·E·n·K·B + 4·E·n·M·B
     evaluation block    (E, M + K, p) floats for p pairs per block (engine.EVAL_CHUNK bounds E·p·width);
-                        not at the same time as the step's activations: the larger of the two counts
+                        added to the step's although the two never coexist (freed heap blocks stay
+                        resident), unless both are made of tensors >= 32 MB (mmapped): then the larger
     data                the task table (M², int64), the pairs, each member's split masks (E, P)
     metrics             (steps / eval_every) rows per member kept in Python lists, ~360 bytes a row
     ridge (--ridge)     features (E, n, K) and the Gram / solve (E, K, K), twice
@@ -30,8 +31,11 @@ counted per example from its forward pass ([a, b, =] embeddings, q/k/v, scores, 
 layer, logits) with autograd's saved copies.
 
 Measured (tests/train/test_memory.py, peak RSS growth of a subprocess over its RSS before training,
-CPU, float32 and float64): the estimate lies between 1× and 2.5× the measured peak on the shapes
-tested (ESTIMATE_FACTOR). It is meant as a safe upper bound, not an exact figure.
+12 steps with an evaluation every 4, CPU, float32 and float64): the estimate lies between 1× and
+2.5× the measured peak on the shapes tested (ESTIMATE_FACTOR). It is meant as a safe upper bound,
+not an exact figure. Peak RSS grows over the first steps (freed blocks below glibc's 32 MB mmap
+threshold stay in the heap), so a one-step measurement reads low. On a GPU the caching allocator
+keeps freed blocks too; the same sum is used there (not yet measured on a GPU).
 
 `available(device)`: on the CPU the kernel's MemAvailable (/proc/meminfo), lowered to the cgroup's
 limit minus its usage when a container limit is set; on CUDA torch.cuda.mem_get_info's free
@@ -53,6 +57,7 @@ ENV_LIMIT = "GROKLAB_MEMORY_LIMIT"
 ESTIMATE_FACTOR = 2.5  # measured peak <= estimate <= ESTIMATE_FACTOR x measured peak (tests/train/test_memory.py)
 EVAL_CHUNK = 1 << 24  # the same bound as engine.EVAL_CHUNK (kept equal by a test)
 MIN_EVAL_CHUNK = 1 << 14  # smallest evaluation block (elements) offered before refusing
+MMAP_MAX = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: larger allocations are always mmapped
 RUNTIME_BYTES = 64 << 20  # first-step allocations of torch itself (kernels' workspaces, thread pools)
 
 
@@ -161,7 +166,7 @@ def _act_floats(cfg, M: int, n: int) -> int:
     """Floats alive at the worst moment of one forward+backward over n pairs, per member."""
     mc = cfg.model
     if mc.model in ("li2", "embed-mlp"):
-        return n * (4 * mc.width + 4 * M)
+        return n * (5 * mc.width + 4 * M)  # h, f, df, dh and one temporary (n, K) each; o, do, residuals (n, M)
     d, m, H = mc.d_model, mc.d_mlp, mc.n_heads
     # per example: 3 embedded tokens, k/v (3 each), q, scores/attention (H x 3), attention out,
     # residual, MLP pre/post (m each), logits (M); autograd keeps each once and the backward adds
@@ -211,9 +216,15 @@ def estimate(cfg, order: int, n_train: int, n_members: int | None = None, *, ana
         K = mc.width
         parts["analysis"] = 6 * E * n * K * B + 4 * E * K * K * 8 + 3 * E * n * M * B + 3 * E * 2 * M * K * 8 + 2 * P * 8
     parts["runtime"] = RUNTIME_BYTES
-    # A training step and an evaluation never overlap (the step's activations are freed first).
-    steady = sum(v for k, v in parts.items() if k != "evaluation block")
-    steady += max(0, parts["evaluation block"] - parts["step activations"])
+    # A training step and an evaluation never hold tensors at the same time. Tensors of 32 MB or more
+    # (glibc's largest mmap threshold) are mmapped and go back to the OS when freed: then the larger
+    # of the two counts. Smaller ones are carved from the heap, whose freed blocks stay resident, and
+    # measured peak RSS over 12+ steps reaches the sum (tests/train/test_memory.py).
+    k = mc.d_mlp if mc.model == "transformer" else mc.width
+    step_tensor, eval_tensor = E * step_n * k * B, E * p * width * B  # the largest single tensor of each
+    steady = sum(parts.values())
+    if min(step_tensor, eval_tensor) >= MMAP_MAX:
+        steady -= min(parts["step activations"], parts["evaluation block"])
     init = 3 * params * 4 + (params * B if B != 4 else 0)  # float32 draws, stack, contiguous copy; then .to(dtype)
     total = max(steady, init + parts["data"])
     drivers = _drivers(cfg, E, n, M)
