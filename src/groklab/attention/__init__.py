@@ -1,0 +1,12 @@
+"""Attention dynamics: Scan & Snap (arXiv 2305.16380) and JoMA (arXiv 2310.00535), on CPU.
+
+Faithful to facebookresearch/luckmatters ssl/real-dataset (decoder_only.py, scan_snap/, joma/,
+decoder_only_hier.py); see docs/attention.md.
+"""
+
+from .scan_snap import FIG4, SnapConfig, fig6_config, snap_time, train_snap
+from .snap_data import DataConfig, Facts, build_facts, code_stream
+from .snap_model import c_attention, c_entropy, forward_backward
+
+__all__ = ["DataConfig", "Facts", "build_facts", "code_stream", "forward_backward", "c_attention", "c_entropy",
+           "SnapConfig", "FIG4", "fig6_config", "train_snap", "snap_time"]
