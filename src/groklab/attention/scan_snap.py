@@ -21,7 +21,7 @@ import torch
 
 from ..errors import check
 from .snap_data import DataConfig, build_facts, code_stream
-from .snap_model import c_attention, c_entropy, forward_backward
+from .snap_model import c_attention, c_entropy, c_entropy_distinct, forward_backward
 
 __all__ = ["SnapConfig", "train_snap", "snap_time", "FIG4", "fig6_config"]
 
@@ -115,7 +115,7 @@ def train_snap(cfg: SnapConfig, progress=None) -> dict:
     lr_y = lr_z * torch.tensor([m[2] for m in members], dtype=dt).view(E, 1, 1)
     buf_y = torch.zeros_like(Y)
     buf_z = torch.zeros_like(Z)
-    out = {k: torch.zeros(cfg.niter, E, dtype=torch.float64) for k in ("loss", "entropy", "dz", "dy")}
+    out = {k: torch.zeros(cfg.niter, E, dtype=torch.float64) for k in ("loss", "entropy", "entropy_distinct", "dz", "dy")}
     probs, tokens, last = facts.probs, facts.tokens, facts.last
     c_hist = []
     for t in range(cfg.niter):
@@ -123,6 +123,7 @@ def train_snap(cfg: SnapConfig, progress=None) -> dict:
         if cfg.keep_c:
             c_hist.append(c.double())
         out["entropy"][t] = c_entropy(c).mean(1).double()
+        out["entropy_distinct"][t] = c_entropy_distinct(Z, probs, tokens, last, facts.num_distinct).mean(1).double()
         ctx = ctx_all[:, t].repeat_interleave(G, 0)       # (E, B, L-1)
         q = q_all[:, t].repeat_interleave(G, 0)
         lab = lab_all[:, t].repeat_interleave(G, 0)
@@ -145,7 +146,9 @@ def train_snap(cfg: SnapConfig, progress=None) -> dict:
     if cfg.keep_c:
         c_hist.append(c.double())
         out["c"] = torch.stack(c_hist)
-    out["entropy_final"] = c_entropy(c).mean(1).double()   # (E,) Fig. 6's metric at the end
+    out["entropy_final"] = c_entropy(c).mean(1).double()   # (E,) c_n over all its tokens, at the end
+    # (E,) Fig. 6's metric at the end: c_n over the distinct tokens (see c_entropy_distinct)
+    out["entropy_distinct_final"] = c_entropy_distinct(Z, probs, tokens, last, facts.num_distinct).mean(1).double()
     out.update(Y=Y, Z=Z, facts=facts, members=members, snap=snap_time(out["dz"], cfg.snap_frac),
                wall_s=time.perf_counter() - t0)
     return out

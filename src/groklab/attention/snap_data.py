@@ -72,6 +72,7 @@ class Facts:
     nxt: torch.Tensor     # (N,) long, next token n (the label)
     M: int                # vocabulary size
     num_common: int       # tokens 0..num_common-1 are the common tokens
+    num_distinct: int     # the last num_distinct entries of each row of `tokens` are its distinct tokens
 
     def p_full(self) -> torch.Tensor:
         """(N, M) float64: P(l | n) on the whole vocabulary (zero off the fact's tokens)."""
@@ -102,7 +103,7 @@ def build_facts(cfg: DataConfig) -> Facts:
             nxt.append(next_offset + unique_idx)
             unique_idx += 1
     return Facts(torch.stack(probs), torch.tensor(tokens), torch.tensor(last), torch.tensor(nxt),
-                 next_offset + num_next, cfg.num_common)
+                 next_offset + num_next, cfg.num_common, cfg.num_unique_per_next)
 
 
 def linear_init(M: int, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
