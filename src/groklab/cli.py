@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
+    from .attention.cli import add_parsers as add_attention_parsers
+
+    add_attention_parsers(sub)  # snap, joma
     return p
 
 
@@ -174,8 +177,20 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return analyze_cmd(ns, argv)
 
 
+def cmd_snap(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .attention.cli import cmd_snap as snap_cmd
+
+    return snap_cmd(ns, argv)
+
+
+def cmd_joma(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .attention.cli import cmd_joma as joma_cmd
+
+    return joma_cmd(ns, argv)
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
-            "theory": cmd_theory, "analyze": cmd_analyze}
+            "theory": cmd_theory, "analyze": cmd_analyze, "snap": cmd_snap, "joma": cmd_joma}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
