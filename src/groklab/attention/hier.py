@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from groklab.errors import check
 
 __all__ = ["HierConfig", "HierData", "HierModel", "compute_corr", "attention_entropy"]
 

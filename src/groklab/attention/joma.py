@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import check
+from groklab.errors import check
 
 __all__ = ["ToyConfig", "joma_toy", "LinearConfig", "joma_linear", "norm_corr"]
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .. import __version__
-from ..record import atomic_write, check_out_dir, write_json
+from groklab.science import VERSION as __version__
+from groklab.train.record import atomic_write, check_out_dir, write_json
 
 __all__ = ["KIND", "write_run", "time_it"]
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..errors import check
+from groklab.errors import check
 from .snap_data import DataConfig, build_facts, code_stream
 from .snap_model import c_attention, c_entropy, c_entropy_distinct, forward_backward
 

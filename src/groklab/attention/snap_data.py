@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import check
+from groklab.errors import check
 
 __all__ = ["DataConfig", "Facts", "build_facts", "code_stream", "linear_init"]
 

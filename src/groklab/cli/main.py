@@ -122,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
-    from .attention.cli import add_parsers as add_attention_parsers
+    from groklab.cli import joma, snap
 
-    add_attention_parsers(sub)  # snap, joma
+    snap.add_parser(sub)
+    joma.add_parser(sub)
     return p
 
 
@@ -186,15 +187,15 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_snap(ns: argparse.Namespace, argv: list[str]) -> int:
-    from .attention.cli import cmd_snap as snap_cmd
+    from groklab.cli.snap import cmd
 
-    return snap_cmd(ns, argv)
+    return cmd(ns, argv)
 
 
 def cmd_joma(ns: argparse.Namespace, argv: list[str]) -> int:
-    from .attention.cli import cmd_joma as joma_cmd
+    from groklab.cli.joma import cmd
 
-    return joma_cmd(ns, argv)
+    return cmd(ns, argv)
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,

@@ -65,7 +65,7 @@ def report(paths: Sequence[str | Path] | str | Path, out: Path | str | None = No
     if not paths:
         raise GroklabError("report: give at least one run or sweep folder")
     if len(paths) == 1 and paths[0].is_dir():
-        from .report_attention import attention_report, is_attention_run
+        from groklab.report.attention import attention_report, is_attention_run
 
         if is_attention_run(paths[0]):
             return attention_report(paths[0], out)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from groklab.attention import (FIG4, DataConfig, SnapConfig, build_facts, c_entropy_distinct, code_stream,
                                fig6_config, forward_backward, snap_time, train_snap)
 from groklab.attention.reference import FIG4_LOSS, FIG6_ENTROPY
-from groklab.cli import main
+from groklab.cli.main import main
 from groklab.errors import GroklabError
 
 

@@ -1,22 +1,19 @@
-"""The `snap` and `joma` verbs (wired into groklab's CLI by `add_parsers`). Thin: parse, run, print.
+"""The `snap` verb: Scan & Snap (Model2 + Dataset2 of the official code). Thin: parse, run, print.
 
     groklab snap fig4 --out runs/snap-fig4             # Scan & Snap Fig. 4 (seconds)
-    groklab snap grid --out runs/snap-fig6             # Fig. 6: 4 x 4 x 4 settings x 10 seeds (~3 min, 1 core)
+    groklab snap grid --out runs/snap-fig6             # Fig. 6: 4 x 4 x 4 settings x 10 seeds (~1-3 min, 1 core)
     groklab snap grid --num-last 1 --ratios 1,2,5,10,20,50 --out runs/snap-ratio
-    groklab joma toy --out runs/joma-toy               # JoMA Fig. 4
-    groklab joma linear --seeds 0-9 --out runs/joma-linear     # JoMA Figs. 2-3
-    groklab joma hier --out runs/joma-hier             # multilayer: per-layer attention entropy
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ..errors import GroklabError, bad_value
+from groklab.errors import bad_value
 
-__all__ = ["add_parsers", "cmd_snap", "cmd_joma", "parse_list", "parse_seeds"]
+__all__ = ["add_parser", "cmd", "parse_list", "parse_seeds"]
+
 
 
 def parse_list(field: str, text: str, typ=float) -> tuple:
@@ -43,7 +40,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return parse_list("seeds", text, int)
 
 
-def add_parsers(sub) -> None:
+def add_parser(sub) -> None:
     s = sub.add_parser("snap", help="Scan & Snap (1-layer transformer, Model2 + Dataset2 of the official code): "
                                     "fig4 (loss and c_n over time) or grid (Fig. 6 entropy table and snap times)")
     s.add_argument("what", choices=("fig4", "grid"))
@@ -56,21 +53,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--snap-frac", type=float, default=0.05,
                    help="snap = first step after the peak with |dZ| < this fraction of the peak (default 0.05)")
 
-    j = sub.add_parser("joma", help="JoMA: toy (Fig. 4, entropy falls then rises), linear (Figs. 2-3 invariant), "
-                                    "hier (multilayer transformer on the hierarchical latent generator)")
-    j.add_argument("what", choices=("toy", "linear", "hier"))
-    j.add_argument("--out", required=True, help="run folder; must be new or empty")
-    j.add_argument("--seeds", default=None, help="linear: seeds (default 0); hier: seeds (default 1)")
-    j.add_argument("--niter", type=int, default=None, help="iterations (default: toy 5000, linear 2000, hier 3000)")
-    j.add_argument("--nlayer", type=int, default=None, help="hier: transformer layers (default 3)")
 
-
-def _print(summary: dict) -> None:
-    print(json.dumps(summary, indent=1, default=str))
-
-
-def cmd_snap(ns: argparse.Namespace, argv: list[str]) -> int:
-    from .experiments import snap_fig4, snap_grid
+def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.attention.experiments import snap_fig4, snap_grid
 
     if ns.what == "fig4":
         s = snap_fig4(Path(ns.out), argv=argv)
@@ -92,37 +77,5 @@ def cmd_snap(ns: argparse.Namespace, argv: list[str]) -> int:
                   f"{r['entropy']:.3f}±{r['entropy_std']:.3f}  {paper:>13}  {snap:>9}")
         if s["max_abs_diff_vs_paper"] is not None:
             print(f"  max |groklab - paper| over {s['compared_with_paper']} settings: {s['max_abs_diff_vs_paper']:.4f}")
-    print(f"run folder: {ns.out}")
-    return 0
-
-
-def cmd_joma(ns: argparse.Namespace, argv: list[str]) -> int:
-    from .experiments import joma_linear_run, joma_toy_run
-    from .joma import LinearConfig, ToyConfig
-
-    if ns.what == "toy":
-        if ns.seeds is not None or ns.nlayer is not None:
-            raise GroklabError("--seeds/--nlayer: not options of `joma toy` (its seed is 0, as draw_figure_4.py)")
-        s = joma_toy_run(Path(ns.out), ToyConfig(**({"niter": ns.niter} if ns.niter else {})), argv=argv)
-        print(f"JoMA toy: entropy {s['entropy_t0']:.4f} -> minimum {s['min_entropy']:.4f} at iteration "
-              f"{s['min_iter']} -> {s['final_entropy']:.4f} at the end")
-    elif ns.what == "linear":
-        seeds = parse_seeds(ns.seeds) if ns.seeds else (0,)
-        s = joma_linear_run(Path(ns.out), LinearConfig(**({"niter": ns.niter} if ns.niter else {})), seeds, argv=argv)
-        print(f"JoMA linear ({len(seeds)} seeds): NC(z, z_hat) final {s['corr_final_mean']:.4f} (min over training "
-              f"{s['corr_min_over_seeds']:.4f}); first term alone {s['corr1_t0_mean']:.3f} -> {s['corr1_final_mean']:.4f}")
-    else:
-        from .hier import HierConfig
-        from .experiments_hier import joma_hier_run
-
-        kw = {}
-        if ns.niter:
-            kw["niter"] = ns.niter
-        if ns.nlayer:
-            kw["nlayer"] = ns.nlayer
-        if ns.seeds:
-            kw["seeds"] = parse_seeds(ns.seeds)
-        s = joma_hier_run(Path(ns.out), HierConfig(**kw), argv=argv)
-        print(json.dumps(s["headline"], indent=1))
     print(f"run folder: {ns.out}")
     return 0

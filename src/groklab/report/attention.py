@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GroklabError
-from .report_common import cell, esc, kv_table, note, page, png_bytes, read_json, read_parquet, table, write_atomic
+from groklab.errors import GroklabError
+from groklab.report.common import cell, esc, kv_table, note, page, png_bytes, read_json, read_parquet, table, write_atomic
 
 __all__ = ["is_attention_run", "attention_report"]
 
