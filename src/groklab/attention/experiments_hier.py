@@ -74,7 +74,6 @@ def joma_hier_run(out: Path, cfg: HierConfig = HierConfig(), argv=None, progress
     per_seed = []
     wall = 0.0
     for s in cfg.seeds:
-        torch.set_num_threads(torch.get_num_threads())
         r = train_hier(cfg, s, progress)
         wall += r["wall_s"]
         for row in r["rows"]:

@@ -23,8 +23,10 @@ def add_parser(sub) -> None:
     j.add_argument("what", choices=("toy", "linear", "hier"))
     j.add_argument("--out", required=True, help="run folder; must be new or empty")
     j.add_argument("--seeds", default=None, help="linear: seeds (default 0); hier: seeds (default 1)")
-    j.add_argument("--niter", type=int, default=None, help="iterations (default: toy 5000, linear 2000, hier 3000)")
+    j.add_argument("--niter", type=int, default=None, help="iterations (default: toy 5000, linear 2000, hier 1500)")
     j.add_argument("--nlayer", type=int, default=None, help="hier: transformer layers (default 3)")
+    j.add_argument("--lr", type=float, default=None, help="hier: Adam learning rate (default 1e-3)")
+    j.add_argument("--wd", type=float, default=None, help="hier: weight decay (default 1e-4, as the paper's command)")
 
 
 def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
@@ -32,8 +34,8 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
     from groklab.attention.joma import LinearConfig, ToyConfig
 
     if ns.what == "toy":
-        if ns.seeds is not None or ns.nlayer is not None:
-            raise GroklabError("--seeds/--nlayer: not options of `joma toy` (its seed is 0, as draw_figure_4.py)")
+        if ns.seeds is not None or ns.nlayer is not None or ns.lr is not None or ns.wd is not None:
+            raise GroklabError("--seeds/--nlayer/--lr/--wd: not options of `joma toy` (its seed is 0, as draw_figure_4.py)")
         s = joma_toy_run(Path(ns.out), ToyConfig(**({"niter": ns.niter} if ns.niter else {})), argv=argv)
         print(f"JoMA toy: entropy {s['entropy_t0']:.4f} -> minimum {s['min_entropy']:.4f} at iteration "
               f"{s['min_iter']} -> {s['final_entropy']:.4f} at the end")
@@ -53,6 +55,10 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
             kw["nlayer"] = ns.nlayer
         if ns.seeds:
             kw["seeds"] = parse_seeds(ns.seeds)
+        if ns.lr is not None:
+            kw["lr"] = ns.lr
+        if ns.wd is not None:
+            kw["wd"] = ns.wd
         s = joma_hier_run(Path(ns.out), HierConfig(**kw), argv=argv)
         print(json.dumps(s["headline"], indent=1))
     print(f"run folder: {ns.out}")
