@@ -205,3 +205,11 @@ def test_cli_fig4_writes_a_run_folder_and_bad_input_writes_nothing(tmp_path, cap
     bad = tmp_path / "bad"
     assert main(["snap", "grid", "--lr-z", "0", "--out", str(bad)]) == 2
     assert "--lr-z" in capsys.readouterr().err and not bad.exists()
+
+
+def test_freeze_time():
+    from groklab.attention import scan_snap
+
+    h = torch.tensor([[3.0, 1.0], [2.0, 1.0], [1.05, 1.0], [1.2, 1.0], [1.0, 1.0]])
+    # member 0: total change 2, 5% = 0.1; |1.2 - 1| > 0.1 at t=3, so frozen from t=4; member 1 never moved
+    assert scan_snap.freeze_time(h, h[-1], 0.05).tolist() == [4, 0]

@@ -56,7 +56,7 @@ def snap_fig4(out: Path, cfg: SnapConfig = FIG4, argv=None, progress=None) -> di
                                                           for n in range(c.shape[1])])),
         "entropy_all": {"t0": float(r["entropy"][0, 0]), "final": float(r["entropy_final"][0])},
         "entropy_distinct": {"t0": float(r["entropy_distinct"][0, 0]), "final": float(r["entropy_distinct_final"][0])},
-        "snap_iteration": int(r["snap"][0]), "snap_frac": cfg.snap_frac,
+        "snap_iteration": int(r["snap"][0]), "freeze_iteration": int(r["freeze"][0]), "snap_frac": cfg.snap_frac,
         "M": f.M, "wall_s": r["wall_s"],
     }
     write_run(out, "snap.fig4", cfg.to_dict(), _member_columns(r, cfg), summary,
@@ -80,6 +80,7 @@ def snap_grid(out: Path, num_lasts=(1, 3, 5, 10), seeds=tuple(range(1, 11)), lr_
         ent = r["entropy_distinct_final"].view(S, G1, G2)
         ent_all = r["entropy_final"].view(S, G1, G2)
         snap = r["snap"].view(S, G1, G2).double()
+        freeze = r["freeze"].view(S, G1, G2).double()
         final_entropy[cfg.data.num_last] = ent.numpy()
         for i, lz in enumerate(cfg.lr_z):
             for j, rt in enumerate(cfg.lr_y_multi_on_z):
@@ -91,7 +92,8 @@ def snap_grid(out: Path, num_lasts=(1, 3, 5, 10), seeds=tuple(range(1, 11)), lr_
                              "paper_std": paper[1] if paper and S == 10 and niter == 100 else None,
                              "entropy_all_tokens": float(ent_all[:, i, j].mean()),
                              "snap_mean": float(snap[:, i, j][snap[:, i, j] >= 0].mean()) if (snap[:, i, j] >= 0).any() else None,
-                             "snap_never": int((snap[:, i, j] < 0).sum())})
+                             "snap_never": int((snap[:, i, j] < 0).sum()),
+                             "freeze_mean": float(freeze[:, i, j].mean())})
     diffs = [abs(r["entropy"] - r["paper"]) for r in rows if r["paper"] is not None]
     summary = {"table": rows, "compared_with_paper": len(diffs), "max_abs_diff_vs_paper": max(diffs) if diffs else None,
                "snap_frac": snap_frac, "wall_s": wall}

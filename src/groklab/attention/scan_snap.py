@@ -23,7 +23,7 @@ from groklab.errors import check
 from .snap_data import DataConfig, build_facts, code_stream
 from .snap_model import c_attention, c_entropy, c_entropy_distinct, forward_backward
 
-__all__ = ["SnapConfig", "train_snap", "snap_time", "FIG4", "fig6_config"]
+__all__ = ["SnapConfig", "train_snap", "snap_time", "freeze_time", "FIG4", "fig6_config"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,18 @@ def snap_time(dz: torch.Tensor, frac: float) -> torch.Tensor:
     return torch.where(first < T, first, torch.full_like(first, -1))
 
 
+def freeze_time(h: torch.Tensor, final: torch.Tensor, frac: float) -> torch.Tensor:
+    """h: (T, E) an attention summary over time (the entropy of c_n), final: (E,) its end value.
+    First t from which h stays within frac * |h(0) - final| of the end value (0 if it never moved)."""
+    dev = (h - final).abs()                                           # (T, E)
+    tol = frac * (h[0] - final).abs()
+    later_max = dev.flip(0).cummax(0).values.flip(0)                  # max over t' >= t
+    ok = later_max <= tol
+    T = h.shape[0]
+    t = torch.arange(T).unsqueeze(1).expand_as(ok)
+    return torch.where(ok, t, torch.full_like(t, T)).min(0).values
+
+
 def train_snap(cfg: SnapConfig, progress=None) -> dict:
     """Run every member; returns tensors: loss, entropy, dz, dy (niter, E); c (niter+1, E, N, K)
     when keep_c; final Y, Z (E, M, M); facts; snap (E,) and the wall time."""
@@ -149,6 +161,8 @@ def train_snap(cfg: SnapConfig, progress=None) -> dict:
     out["entropy_final"] = c_entropy(c).mean(1).double()   # (E,) c_n over all its tokens, at the end
     # (E,) Fig. 6's metric at the end: c_n over the distinct tokens (see c_entropy_distinct)
     out["entropy_distinct_final"] = c_entropy_distinct(Z, probs, tokens, last, facts.num_distinct).mean(1).double()
+    out["freeze"] = freeze_time(torch.cat([out["entropy_distinct"], out["entropy_distinct_final"][None]]),
+                                out["entropy_distinct_final"], cfg.snap_frac)
     out.update(Y=Y, Z=Z, facts=facts, members=members, snap=snap_time(out["dz"], cfg.snap_frac),
                wall_s=time.perf_counter() - t0)
     return out

@@ -69,12 +69,12 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
                       lr_z=parse_list("lr_z", ns.lr_z), ratios=parse_list("ratios", ns.ratios), niter=ns.niter,
                       snap_frac=ns.snap_frac, argv=argv)
         print(f"Fig. 6 grid ({s['wall_s']:.0f} s): mean entropy of c_n over distinct tokens at the end")
-        print("  num_last  eta_Z  eta_Y/eta_Z   groklab        paper          snap iter")
+        print("  num_last  eta_Z  eta_Y/eta_Z   groklab        paper          snap iter  freeze iter")
         for r in s["table"]:
             paper = f"{r['paper']:.3f}±{r['paper_std']:.3f}" if r["paper"] is not None else "-"
             snap = f"{r['snap_mean']:.1f}" if r["snap_mean"] is not None else "never"
             print(f"  {r['num_last']:>8}  {r['lr_z']:>5g}  {r['lr_y_multi_on_z']:>11g}   "
-                  f"{r['entropy']:.3f}±{r['entropy_std']:.3f}  {paper:>13}  {snap:>9}")
+                  f"{r['entropy']:.3f}±{r['entropy_std']:.3f}  {paper:>13}  {snap:>9}  {r['freeze_mean']:>11.1f}")
         if s["max_abs_diff_vs_paper"] is not None:
             print(f"  max |groklab - paper| over {s['compared_with_paper']} settings: {s['max_abs_diff_vs_paper']:.4f}")
     print(f"run folder: {ns.out}")
