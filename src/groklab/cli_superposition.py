@@ -30,6 +30,7 @@ TRAIN_OPTIONS: dict[str, tuple[type, str]] = {
     "wd": (float, "weight decay (default 0.01)"), "uniform_prob": (float, "mix an earlier stage (default 0.1)"),
     "eval_every": (int, "evaluate every N steps (default 100)"), "n_eval": (int, "evaluation graphs (default 256)"),
     "seed": (int, "seed (default 0)"), "threads": (int, "torch threads (default 1)"),
+    "max_seconds": (float, "per-arm wall-clock budget; stops at the next evaluation (default 0 = none)"),
 }
 
 

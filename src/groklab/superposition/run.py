@@ -114,6 +114,7 @@ def run_training(cfg: TrainConfig, out: Path, argv: list[str] | None = None,
     if probes:
         write_json(out / PROBES, probes)
     summary = dict(kind="superposition-train", final_acc=final, seconds=wall, steps=cfg.steps,
+                   steps_reached={a: max(r["step"] for r in rows if r["arm"] == a) for a in cfg.arms},
                    best_acc={a: max(r["acc"] for r in rows if r["arm"] == a) for a in cfg.arms})
     if "trained" in probes:
         summary["thought_inner_product"] = [{g: s["mean"] for g, s in step.items()} for step in probes["trained"]["thought"]]

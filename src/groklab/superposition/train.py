@@ -51,6 +51,7 @@ class TrainConfig:
     n_eval: int = 256
     seed: int = 0
     threads: int = 1
+    max_seconds: float = 0.0  # per arm wall-clock budget (0 = none); stops at the next evaluation
 
     def __post_init__(self) -> None:
         check(len(self.arms) >= 1 and all(a in ARMS for a in self.arms), "arms", ",".join(self.arms),
@@ -60,6 +61,7 @@ class TrainConfig:
         check(self.lr > 0, "lr", self.lr, "must be > 0")
         check(self.wd >= 0, "wd", self.wd, "must be >= 0")
         check(0 <= self.uniform_prob <= 1, "uniform_prob", self.uniform_prob, "must be in [0, 1]")
+        check(self.max_seconds >= 0, "max_seconds", self.max_seconds, "must be >= 0 (0 = no budget)")
         self.data  # validates the data fields
         self.gpt  # validates the model fields
 
@@ -148,7 +150,8 @@ def train_arm(cfg: TrainConfig, arm: str, log: Callable[[dict], None] | None = N
             if log:
                 log(row)
             model.train()
-            if step == cfg.steps or (should_stop and should_stop()):
+            out_of_time = cfg.max_seconds > 0 and row["seconds"] > cfg.max_seconds
+            if step == cfg.steps or out_of_time or (should_stop and should_stop()):
                 break
         if arm == "coconut" and rng.random() < cfg.uniform_prob:
             stage = int(rng.integers(0, stage + 1))  # official: random.randint(0, min(stage, len(steps)))
