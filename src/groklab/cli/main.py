@@ -2,7 +2,7 @@
 
     groklab run --group Z97 --crit-mult 2 --steps 3000 --out runs/z97
     groklab run --resume runs/z97
-    groklab demo | bench | sweep | theory | analyze | report
+    groklab demo | bench | sweep | theory | analyze | report | superposition
 """
 
 from __future__ import annotations
@@ -120,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     from groklab.cli.sweep import add_parser as add_sweep_parser
     from groklab.cli.theory import add_parsers as add_theory_parsers
 
+    from groklab.cli.superposition import add_parser as add_superposition_parser
+
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
+    add_superposition_parser(sub, _Parser)
     return p
 
 
@@ -182,8 +185,14 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return analyze_cmd(ns, argv)
 
 
+def cmd_superposition(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.cli.superposition import cmd as superposition_cmd
+
+    return superposition_cmd(ns, argv)
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
-            "theory": cmd_theory, "analyze": cmd_analyze}
+            "theory": cmd_theory, "analyze": cmd_analyze, "superposition": cmd_superposition}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@
   no-CoT baselines, and the paper's probes of the trained thoughts.
 """
 
-from .construction import Construction, ConstructionConfig
-from .graphs import Problem, distances, random_problem, reachable_within
+from groklab.superposition.construction import Construction, ConstructionConfig
+from groklab.superposition.graphs import Problem, distances, random_problem, reachable_within
 
 __all__ = ["Construction", "ConstructionConfig", "Problem", "distances", "random_problem", "reachable_within"]

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import check
-from .graphs import Problem
+from groklab.errors import check
+from groklab.superposition.graphs import Problem
 
 __all__ = ["ConstructionConfig", "Construction", "Thinking"]
 

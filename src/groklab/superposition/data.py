@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import check
+from groklab.errors import check
 
 __all__ = ["DataConfig", "Graph", "Vocab", "make_graph", "encode_batch", "IGNORE"]
 
@@ -131,7 +131,7 @@ def make_graph(rng: np.random.Generator, cfg: DataConfig) -> Graph:
     rng.shuffle(edges)
     root, target, neg = 0, int(rng.choice(A[-1])), int(rng.choice(B[-1]))
     # optimal nodes: dist(root, v) = k and dist(v, target) = depth - k
-    from .graphs import distances
+    from groklab.superposition.graphs import distances
 
     d_root = distances(n, edges, root)
     d_to = distances(n, [(t, s) for s, t in edges], target)

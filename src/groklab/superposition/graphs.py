@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import check
+from groklab.errors import check
 
 __all__ = ["Problem", "reachable_within", "distances", "random_problem", "frontier_walk"]
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from groklab.errors import check
 
 __all__ = ["GPTConfig", "GPT", "coconut_forward"]
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import Graph, Vocab, encode_batch
-from .graphs import distances, frontier_walk
-from .model import GPT, coconut_forward
+from groklab.superposition.data import Graph, Vocab, encode_batch
+from groklab.superposition.graphs import distances, frontier_walk
+from groklab.superposition.model import GPT, coconut_forward
 
 __all__ = ["probe", "GROUPS"]
 

@@ -23,12 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..errors import check
-from ..record import atomic_write, check_out_dir, write_json  # moves to groklab.train.record
-from .construction import Construction, ConstructionConfig
-from .graphs import distances, random_problem, reachable_within
-from .probes import probe
-from .train import TrainConfig, eval_graphs, train_arm
+from groklab.errors import check
+from groklab.train.record import atomic_write, check_out_dir, write_json
+from groklab.superposition.construction import Construction, ConstructionConfig
+from groklab.superposition.graphs import distances, random_problem, reachable_within
+from groklab.superposition.probes import probe
+from groklab.superposition.train import TrainConfig, eval_graphs, train_arm
 
 __all__ = ["verify_construction", "run_training", "METRICS", "SUMMARY", "PROBES"]
 
@@ -103,7 +103,7 @@ def run_training(cfg: TrainConfig, out: Path, argv: list[str] | None = None,
         wall[arm] = arm_rows[-1]["seconds"]
         weights.update({f"{arm}.{k}": v.detach().contiguous() for k, v in model.state_dict().items()})
         if arm == "coconut":
-            from .model import GPT
+            from groklab.superposition.model import GPT
 
             graphs = eval_graphs(cfg)[:128]
             probes["trained"] = probe(model, graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import check
-from .data import IGNORE, DataConfig, Graph, encode_batch, make_graph
-from .model import GPT, GPTConfig, coconut_forward
+from groklab.errors import check
+from groklab.superposition.data import IGNORE, DataConfig, Graph, encode_batch, make_graph
+from groklab.superposition.model import GPT, GPTConfig, coconut_forward
 
 __all__ = ["TrainConfig", "ARMS", "train_arm", "accuracy", "eval_graphs"]
 

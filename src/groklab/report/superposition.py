@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GroklabError
-from .report_common import PALETTE, cell, esc, kv_table, note, page, plotly_div, png_bytes, read_json, read_parquet, table, write_atomic
+from groklab.errors import GroklabError
+from groklab.report.common import PALETTE, cell, esc, kv_table, note, page, plotly_div, png_bytes, read_json, read_parquet, table, write_atomic
 
 __all__ = ["write_report"]
 

@@ -4,8 +4,8 @@
     groklab superposition train --out runs/sp --steps 1500                      # Coconut vs CoT vs no CoT
     groklab superposition report runs/sp                                        # report.html + report.png
 
-Thin: parse, call groklab.superposition, print. Wired into the CLI by ``add_parser(sub)``; until
-the verb table registers it, ``python -m groklab.cli_superposition ...`` runs it alone.
+Thin: parse, call groklab.superposition, print. Wired into groklab.cli.main by ``add_parser``;
+``main(argv)`` runs the verb alone (the tests use it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import GroklabError
+from groklab.errors import GroklabError
 
 __all__ = ["add_parser", "cmd", "main"]
 
@@ -62,8 +62,8 @@ def add_parser(sub, parser_class=None) -> None:
 
 def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
     if ns.action == "construct":
-        from .superposition.construction import ConstructionConfig
-        from .superposition.run import verify_construction
+        from groklab.superposition.construction import ConstructionConfig
+        from groklab.superposition.run import verify_construction
 
         cfg = ConstructionConfig(n_max=ns.n_max, m_max=ns.m_max, position=ns.position, basis=ns.basis,
                                  seed=ns.seed, paper_literal=ns.paper_literal)
@@ -76,8 +76,8 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
                   f"answer accuracy {s['accuracy']:.3f} ({cfg.position}, d = {s['d_model']}, {s['seconds']:.1f} s)")
         return 0
     if ns.action == "train":
-        from .superposition.run import run_training
-        from .superposition.train import TrainConfig
+        from groklab.superposition.run import run_training
+        from groklab.superposition.train import TrainConfig
 
         given = {k: getattr(ns, k) for k in TRAIN_OPTIONS if getattr(ns, k) is not None}
         cfg = TrainConfig(arms=tuple(a.strip() for a in ns.arms.split(",") if a.strip()), **given)
@@ -89,7 +89,7 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
         s = run_training(cfg, ns.out, argv, log)
         print("final accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in s["final_acc"].items()))
         return 0
-    from .report_superposition import write_report
+    from groklab.report.superposition import write_report
 
     for path in write_report(ns.run):
         print(path)

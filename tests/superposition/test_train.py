@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from groklab.cli_superposition import main
+from groklab.cli.superposition import main
 from groklab.errors import GroklabError
 from groklab.superposition.data import IGNORE, DataConfig, encode_batch, make_graph
 from groklab.superposition.graphs import distances
