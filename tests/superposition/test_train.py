@@ -144,6 +144,12 @@ def test_cli_train_writes_a_complete_folder_and_report(tmp_path):
     assert main(["superposition", "report", str(out)]) == 0
     assert (out / "report.html").stat().st_size > 1000 and (out / "report.png").stat().st_size > 1000
     assert main(["superposition", "train", "--out", str(out)]) == 2  # never overwrites
+    # a folder cut short (no summary, no probes) still renders, under a warning
+    (out / "summary.json").unlink()
+    (out / "probes.json").unlink()
+    assert main(["superposition", "report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "INCOMPLETE run" in html and "No probes.json" in html
 
 
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
@@ -162,3 +168,28 @@ def test_cli_construct_prints_exactness(capsys):
     assert main(["superposition", "construct", "--n-max", "8", "--graphs", "10", "--position", "rope", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["max_abs_error"] < 1e-12 and s["accuracy"] == 1.0 and s["graphs"] == 10
+
+
+def test_probes_read_the_exact_construction_as_the_paper_predicts():
+    """Positive control for the grouping: on the hand-built model, Reachable = 1/sqrt|V_i| per
+    node, Not reachable = 0, and each edge leaving V_i gets attention 1/|I_i|, the rest ~0."""
+    from groklab.superposition.probes import probe_construction
+
+    cfg = DataConfig(n_min=8, n_max=10, depth=3, n_tokens=12)
+    graphs = [make_graph(np.random.default_rng(100 + i), cfg) for i in range(12)]
+    p = probe_construction(graphs, cfg.n_tokens)
+    for i in range(1, 4):
+        want = []
+        for g in graphs:
+            names = {v: k for k, v in enumerate(g.nodes)}
+            d = distances(len(g.nodes), [(names[s], names[t]) for s, t in g.edges], names[g.root])
+            k = sum(0 <= x <= i for x in d)
+            want += [k ** -0.5] * k
+        t = p["thought"][i - 1]
+        assert abs(t["reachable"]["mean"] - np.mean(want)) < 1e-12 and t["reachable"]["n"] == len(want)
+        assert t["not_reachable"]["mean"] == 0.0 and t["not_reachable"]["std"] == 0.0
+    e = p["edge_attention"]
+    for i in range(3):
+        assert e[i]["not_reachable"]["mean"] < 1e-20
+        tot = e[i]["reachable"]["mean"] * e[i]["reachable"]["n"]
+        assert abs(tot - len(graphs)) < 1e-9  # each graph's thought spends all attention on its I_i

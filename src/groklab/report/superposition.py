@@ -1,7 +1,8 @@
 """The page of a superposition run folder: accuracy per arm over training, and the paper's probes
 of the Coconut thoughts (inner products by node group, layer-2 attention by edge group), trained
-against the same network at initialisation. Reads only the run folder (summary.json,
-metrics.parquet, probes.json, config.json); writes report.html and report.png beside them.
+against the same network at initialisation. Reads only the run folder (config.json,
+metrics.parquet, and summary.json / probes.json when present: a folder cut short is drawn from what
+its finished arms left, under a warning); writes report.html and report.png beside them.
 """
 
 from __future__ import annotations
@@ -34,13 +35,23 @@ def _probe_table(steps: list[dict], groups, label: str) -> str:
 
 def write_report(run: Path) -> list[Path]:
     run = Path(run)
-    if not (run / "summary.json").exists():
-        raise GroklabError(f"{run}: not a finished superposition run folder (no summary.json)")
-    summary = read_json(run / "summary.json")
-    if summary.get("kind") != "superposition-train":
-        raise GroklabError(f"{run}/summary.json: kind {summary.get('kind')!r} is not 'superposition-train'")
-    config = read_json(run / "config.json")["config"]
+    head = read_json(run / "config.json")
+    if head.get("kind") != "superposition-train":
+        raise GroklabError(f"{run}/config.json: kind {head.get('kind')!r} is not 'superposition-train'")
+    config = head["config"]
     m = read_parquet(run / "metrics.parquet")
+    warn = ""
+    if (run / "summary.json").exists():
+        summary = read_json(run / "summary.json")
+    else:  # cut short (INCOMPLETE): what the finished arms left in metrics.parquet
+        arms_done = list(dict.fromkeys(m["arm"]))
+        last = {a: int(np.nonzero(np.array(m["arm"]) == a)[0][-1]) for a in arms_done}
+        summary = dict(final_acc={a: float(m["acc"][i]) for a, i in last.items()},
+                       best_acc={a: float(m["acc"][np.array(m["arm"]) == a].max()) for a in arms_done},
+                       seconds={a: float(m["seconds"][i]) for a, i in last.items()})
+        warn = note(esc(f"INCOMPLETE run: it stopped before the end (no summary.json). Arms asked: "
+                        f"{', '.join(config['arms'])}; rows present for: {', '.join(arms_done)}; the last arm may "
+                        "be cut mid-training (its 'final' is its last evaluation)."), "warn")
     probes = read_json(run / "probes.json") if (run / "probes.json").exists() else {}
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
@@ -61,7 +72,7 @@ def write_report(run: Path) -> list[Path]:
     axes[0].axhline(0.5, ls=":", color="gray")
     axes[0].set(title="answer accuracy", xlabel="step", ylim=(0, 1.02))
     axes[0].legend(fontsize=8)
-    body = "<h2>Accuracy</h2>" + plotly_div(fig, "acc")
+    body = warn + "<h2>Accuracy</h2>" + plotly_div(fig, "acc")
     body += table(["arm", "final accuracy", "best accuracy", "seconds"],
                   [[cell(ARM_NAMES.get(a, a)), cell(f"{summary['final_acc'][a]:.3f}"), cell(f"{summary['best_acc'][a]:.3f}"),
                     cell(f"{summary['seconds'][a]:.0f}")] for a in summary["final_acc"]])
@@ -87,6 +98,11 @@ def write_report(run: Path) -> list[Path]:
             axes[j + 1].legend(fontsize=7)
             body += f"<h2>{esc(title)}</h2>" + plotly_div(f2, key)
             body += "<p>trained</p>" + _probe_table(tr, groups, label) + "<p>at initialisation (control)</p>" + _probe_table(ini, groups, label)
+    else:
+        for ax in axes[1:]:
+            ax.text(0.5, 0.5, "no probes.json: the run stopped before\nthe probes were written", ha="center", va="center", fontsize=9)
+            ax.set_axis_off()
+        body += note("No probes.json: the run stopped before the probes of the Coconut thoughts were written.", "missing")
     body += "<h2>Configuration</h2>" + kv_table(config)
     mfig.tight_layout()
     files = {run / "report.html": page("Reasoning by superposition: Coconut vs CoT vs no CoT",

@@ -23,7 +23,7 @@ from groklab.superposition.data import Graph, Vocab, encode_batch
 from groklab.superposition.graphs import distances, frontier_walk
 from groklab.superposition.model import GPT, coconut_forward
 
-__all__ = ["probe", "GROUPS"]
+__all__ = ["probe", "group", "probe_construction", "GROUPS"]
 
 GROUPS = ("not_reachable", "reachable", "reachable_not_root", "frontier", "frontier_not_optimal", "optimal")
 
@@ -37,12 +37,22 @@ def _stats(vals: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 @torch.no_grad()
 def probe(model: GPT, graphs: list[Graph], voc: Vocab, depth: int, seed: int = 0) -> dict:
     """{'thought': [per thought i=1..depth: {group: {mean, std, n}}], 'edge_attention': [per step
-    i=0..depth-1: {group: ...}]}."""
+    i=0..depth-1: {group: ...}]} for a trained (or untrained) GPT."""
     rng = np.random.default_rng(seed)
     b = encode_batch(graphs, voc, "coconut", depth, rng)
     _, th, passes = coconut_forward(model, b.tokens, b.pos, b.pad, b.prompt_len, depth, keep=True)
-    E = model.wte.weight  # (V, d)
-    ip = th @ E.T  # (B, depth, V)
+    ip = (th @ model.wte.weight.T).numpy()  # (B, depth, V): <thought i, u_v>
+    # last layer, summed over heads, the row of the position making thought i+1: (B, Tp + t)
+    att = [passes[i][-1][:, :, -1, :].sum(1).numpy() for i in range(depth)]
+    first_edge = [int(p) + 1 for p in b.pad.sum(1)]  # after the left padding and <s>
+    return group(ip, att, first_edge, graphs)
+
+
+def group(ip: np.ndarray, att: list[np.ndarray], first_edge: list[int], graphs: list[Graph]) -> dict:
+    """The grouping alone, for any model: ip (B, depth, V) inner products of thought i with each
+    token embedding; att[i] (B, T_i) attention of the position making thought i+1; the first edge
+    triplet (s, t, <e>) of graph b starts at first_edge[b]."""
+    depth = ip.shape[1]
     out_t, out_e = [], []
     for i in range(1, depth + 1):
         vals: dict[str, list[float]] = {g: [] for g in GROUPS}
@@ -64,16 +74,15 @@ def probe(model: GPT, graphs: list[Graph], voc: Vocab, depth: int, seed: int = 0
                     vals["not_reachable"].append(x)
         out_t.append(_stats(vals))
     for i in range(depth):
-        att = passes[i][-1][:, :, -1, :].sum(1)  # (B, Tp+t): last layer, summed over heads
         vals = {g: [] for g in ("not_reachable", "reachable", "frontier", "optimal")}
         for gi, g in enumerate(graphs):
             local = {v: k for k, v in enumerate(g.nodes)}
             e_loc = [(local[s], local[t]) for s, t in g.edges]
             d = distances(len(g.nodes), e_loc, local[g.root])
             front = {g.nodes[k] for k in frontier_walk(len(g.nodes), e_loc, local[g.root], i)}
-            first = int(b.pad[gi].sum()) + 1  # after the padding and <s>
+            first = first_edge[gi]
             for j, (s, t) in enumerate(g.edges):
-                mass = float(att[gi, first + 3 * j: first + 3 * j + 3].sum())
+                mass = float(att[i][gi, first + 3 * j: first + 3 * j + 3].sum())
                 if 0 <= d[local[s]] <= i:
                     vals["reachable"].append(mass)
                     if s in front:
@@ -84,3 +93,24 @@ def probe(model: GPT, graphs: list[Graph], voc: Vocab, depth: int, seed: int = 0
                     vals["not_reachable"].append(mass)
         out_e.append(_stats(vals))
     return {"thought": out_t, "edge_attention": out_e}
+
+
+def probe_construction(graphs: list[Graph], n_tokens: int) -> dict:
+    """The same probes on the exact construction (arXiv 2505.12514 §4): a positive control, where
+    Reachable reads 1/sqrt|V_i|, Not reachable 0, and each edge leaving V_i gets 1/|I_i|."""
+    from groklab.superposition.construction import Construction, ConstructionConfig
+    from groklab.superposition.graphs import Problem
+
+    depth = len(graphs[0].optimal) - 1
+    m = max(len(g.edges) for g in graphs)
+    C = Construction(ConstructionConfig(n_max=n_tokens, m_max=m))
+    ip, att = [], [[] for _ in range(depth)]
+    T = 3 * m + 6 + depth
+    for g in graphs:
+        th = C.think(Problem(n_tokens, g.edges, g.root, g.target, g.neg), depth)
+        ip.append((th.thoughts[1:, C.blocks["content"]] @ C.U).numpy())  # (depth, V)
+        for i in range(depth):
+            row = np.zeros(T)
+            row[: th.attn_l2[i].numel()] = th.attn_l2[i].numpy()
+            att[i].append(row)
+    return group(np.stack(ip), [np.stack(a) for a in att], [1] * len(graphs), graphs)

@@ -5,7 +5,8 @@ A training folder holds ``config.json`` (the TrainConfig, argv), ``INCOMPLETE`` 
 ``probes.json`` (the paper's probes of the trained Coconut thoughts, and of the same network at
 initialisation as a control), ``weights.safetensors`` (each arm's parameters, ``<arm>.<name>``)
 and ``summary.json`` (final accuracy per arm, wall times, probe summary). Every file is written
-atomically; ``summary.json`` last, then the marker is removed.
+atomically; metrics, weights and probes after every arm (a run cut short keeps the arms it
+finished); ``summary.json`` last, then the marker is removed.
 
 A construction folder holds ``config.json`` and ``summary.json`` (max |thought - eq. (1)| over
 all graphs and thoughts, answer accuracy, graph statistics).
@@ -95,24 +96,24 @@ def run_training(cfg: TrainConfig, out: Path, argv: list[str] | None = None,
     rows: list[dict] = []
     weights: dict[str, torch.Tensor] = {}
     final, wall, probes = {}, {}, {}
+    from safetensors.torch import save_file
+
+    from groklab.superposition.model import GPT
+
     for arm in cfg.arms:
         model, arm_rows = train_arm(cfg, arm, log=log)
         rows += arm_rows
-        _write_metrics(out / METRICS, rows)  # after each arm, so a long run shows progress
+        # after each arm: metrics, weights and probes, so a run cut short keeps the arms it finished
+        _write_metrics(out / METRICS, rows)
         final[arm] = arm_rows[-1]["acc"]
         wall[arm] = arm_rows[-1]["seconds"]
         weights.update({f"{arm}.{k}": v.detach().contiguous() for k, v in model.state_dict().items()})
+        atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp))
         if arm == "coconut":
-            from groklab.superposition.model import GPT
-
             graphs = eval_graphs(cfg)[:128]
             probes["trained"] = probe(model, graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed)
             probes["init"] = probe(GPT(cfg.gpt, seed=cfg.seed), graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed)
-    from safetensors.torch import save_file
-
-    atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp))
-    if probes:
-        write_json(out / PROBES, probes)
+            write_json(out / PROBES, probes)
     summary = dict(kind="superposition-train", final_acc=final, seconds=wall, steps=cfg.steps,
                    steps_reached={a: max(r["step"] for r in rows if r["arm"] == a) for a in cfg.arms},
                    best_acc={a: max(r["acc"] for r in rows if r["arm"] == a) for a in cfg.arms})
