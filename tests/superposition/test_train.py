@@ -165,7 +165,10 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
 
 
 def test_cli_construct_prints_exactness(capsys):
-    assert main(["superposition", "construct", "--n-max", "8", "--graphs", "10", "--position", "rope", "--json"]) == 0
+    """Through groklab's own verb table (groklab.cli.main), not only the verb module."""
+    from groklab.cli.main import main as groklab_main
+
+    assert groklab_main(["superposition", "construct", "--n-max", "8", "--graphs", "10", "--position", "rope", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["max_abs_error"] < 1e-12 and s["accuracy"] == 1.0 and s["graphs"] == 10
 
@@ -193,3 +196,15 @@ def test_probes_read_the_exact_construction_as_the_paper_predicts():
         assert e[i]["not_reachable"]["mean"] < 1e-20
         tot = e[i]["reachable"]["mean"] * e[i]["reachable"]["n"]
         assert abs(tot - len(graphs)) < 1e-9  # each graph's thought spends all attention on its I_i
+
+
+def test_training_is_seeded_and_a_shorter_run_is_a_prefix_of_a_longer_one():
+    """Same config, same numbers; and --steps only cuts the run (the stage schedule and the data
+    stream do not depend on it), so an arm stopped early replays with --steps = steps reached."""
+    from groklab.superposition.train import train_arm
+
+    kw = dict(n_min=8, n_max=9, n_tokens=12, d_model=16, n_head=2, batch=8, stage_steps=2, eval_every=2, n_eval=16)
+    _, a = train_arm(TrainConfig(steps=4, **kw), "coconut")
+    _, b = train_arm(TrainConfig(steps=8, **kw), "coconut")
+    strip = lambda rows: [(r["step"], r["stage"], r["loss"], r["acc"]) for r in rows]  # noqa: E731
+    assert strip(a) == strip(b)[: len(a)] and len(b) == 5
