@@ -91,8 +91,9 @@ class ConstructionConfig:
 
 @dataclass
 class Thinking:
-    """What one run of the construction produced. thoughts[c] = [t_c] (content block, c = 0..C),
-    logits over the vocabulary at <A>, the predicted token, and the per-step layer-2 attention."""
+    """What one run of the construction produced: thoughts[c] = [t_c] as full d-vectors (c = 0..C;
+    [t_0] = u_root), logits over the vocabulary at <A>, the predicted token, and per step the
+    layer-2 attention row of the position that made the next thought."""
 
     thoughts: torch.Tensor  # (C+1, d)
     logits: torch.Tensor  # (V,)
