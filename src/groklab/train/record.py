@@ -23,6 +23,7 @@ import torch
 
 from groklab import science
 from groklab.errors import GroklabError
+from groklab.train.numerics import numerics_state
 from groklab.tasks import Task, critical_size
 from groklab.train.config import RunConfig
 
@@ -94,7 +95,8 @@ def create_run(out: Path, cfg: RunConfig, task: Task, seeds: list[int], train_id
     write_json(out / CONFIG, {"kind": "groklab.run", "version": FORMAT_VERSION, "groklab": science.VERSION,
                               "config": cfg.to_dict(), "argv": argv or [],
                               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                              "torch": torch.__version__, "threads": torch.get_num_threads()})
+                              "torch": torch.__version__, "threads": torch.get_num_threads(),
+                              "numerics": numerics_state()})
     n = max(len(i) for i in train_idx)
     idx = np.stack([np.pad(i, (0, n - len(i)), constant_values=-1) for i in train_idx]).astype(np.int64)
 
@@ -181,7 +183,7 @@ def summarize(state, job, status: str) -> dict:
             "group": job.task.name, "order": job.task.order, "n_train": n_train, "n_test": P - n_train,
             "train_frac": n_train / P, "steps": state.step, "steps_planned": job.cfg.train.steps,
             "wall_s": round(state.wall_s, 3), "critical_size": critical_size(job.task),
-            "critical_rule": science.CRITICAL_RULE, "members": members}
+            "critical_rule": science.CRITICAL_RULE, "numerics": numerics_state(), "members": members}
 
 
 def run_status(state) -> str:
