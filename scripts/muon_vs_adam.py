@@ -7,6 +7,7 @@ accuracy and loss, and the step test accuracy first reached 0.99.
 
     python scripts/muon_vs_adam.py --out sweeps_out/muon_vs_adam              # the README table
     python scripts/muon_vs_adam.py --out DIR --seeds 0,1,2 --groups Z23       # a smaller cut (same table)
+    python scripts/muon_vs_adam.py --out DIR --extend                         # then the rest of the spec
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--seeds", help="a cut of the spec's seeds, e.g. 0,1,2 (default: the spec's)")
     ap.add_argument("--groups", help="a cut of the spec's groups, e.g. Z23 (default: the spec's)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--extend", action="store_true", help="add this spec's new members to a folder made by a smaller cut")
     args = ap.parse_args()
     spec = yaml.safe_load(Path(args.spec).read_text())
     if args.seeds:
@@ -68,7 +70,7 @@ def main() -> None:
     if args.groups:
         spec["grid"]["group"] = args.groups.split(",")
         spec["exclude"] = [e for e in spec.get("exclude", []) if e.get("group") in spec["grid"]["group"]]
-    run_sweep(spec, args.out, workers=args.workers, analyze=False, quiet=False)
+    run_sweep(spec, args.out, workers=args.workers, extend=args.extend, analyze=False, quiet=False)
     print(table(Path(args.out)))
 
 
