@@ -63,6 +63,8 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "loss": (str, "|".join(LOSSES)),
     "ridge": (float, "solve the top layer in closed form with ridge λ every step (mse)"),
     "init": (str, "start from W, V in a .safetensors file"),
+    "init_scale": (str, "li2 first-layer init: joint = U(±1/√(2M)), the current Li2 code's nn.Linear(2M, K) (default); "
+                        "per-operand = U(±1/√M), its older layera/layerb"),
     "d_model": (int, "transformer width"), "n_heads": (int, "transformer heads"), "d_mlp": (int, "MLP width"),
     "opt": (str, "|".join(OPTIMIZERS)),
     "lr": (float, "learning rate (default 1e-3)"), "wd": (float, "weight decay (default 1e-4)"),
