@@ -17,7 +17,8 @@ from groklab.errors import GroklabError
 __all__ = ["add_parser", "cmd"]
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, parser_class=None) -> None:
+    """Add the verb to groklab's subparsers (whose parser_class already reports errors in one line)."""
     j = sub.add_parser("joma", help="JoMA: toy (Fig. 4, entropy falls then rises), linear (Figs. 2-3 invariant), "
                                     "hier (multilayer transformer on the hierarchical latent generator)")
     j.add_argument("what", choices=("toy", "linear", "hier"))

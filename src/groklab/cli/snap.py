@@ -40,7 +40,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return parse_list("seeds", text, int)
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, parser_class=None) -> None:
+    """Add the verb to groklab's subparsers (whose parser_class already reports errors in one line)."""
     s = sub.add_parser("snap", help="Scan & Snap (1-layer transformer, Model2 + Dataset2 of the official code): "
                                     "fig4 (loss and c_n over time) or grid (Fig. 6 entropy table and snap times)")
     s.add_argument("what", choices=("fig4", "grid"))
