@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from groklab.attention.hier import HierConfig, HierData, HierModel, attention_entropy, compute_corr
-from groklab.attention.experiments_hier import latent_scores, train_hier
+from groklab.attention.hier import HierConfig, HierData, attention_entropy, compute_corr
+from groklab.attention.experiments_hier import train_hier
 from groklab.attention.joma import LinearConfig, ToyConfig, joma_linear, joma_toy
 from groklab.cli.main import main
 from groklab.errors import GroklabError

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .joma import LinearConfig, ToyConfig, joma_linear, joma_toy
 from .reference import FIG4_LOSS, FIG6_ENTROPY

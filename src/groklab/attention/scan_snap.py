@@ -50,7 +50,8 @@ class SnapConfig:
             object.__setattr__(self, f, tuple(getattr(self, f)))
             check(len(getattr(self, f)) >= 1, f, getattr(self, f), "needs at least one value")
         check(all(isinstance(s, int) and s >= 0 for s in self.seeds), "seeds", self.seeds, "must be integers >= 0")
-        check(all(v > 0 for v in self.lr_z), "lr_z", self.lr_z, "must be > 0 (the code's yaml default is the string 'none,', so it must be set)")
+        check(all(v > 0 for v in self.lr_z), "lr_z", self.lr_z,
+              "must be > 0 (the code's yaml default is the string 'none,', so it must be set)")
         check(all(v > 0 for v in self.lr_y_multi_on_z), "lr_y_multi_on_z", self.lr_y_multi_on_z, "must be > 0")
         check(isinstance(self.niter, int) and self.niter >= 1, "niter", self.niter, "must be an integer >= 1")
         check(isinstance(self.batchsize, int) and self.batchsize >= 1, "batchsize", self.batchsize, "must be an integer >= 1")

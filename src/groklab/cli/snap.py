@@ -15,7 +15,6 @@ from groklab.errors import bad_value
 __all__ = ["add_parser", "cmd", "parse_list", "parse_seeds"]
 
 
-
 def parse_list(field: str, text: str, typ=float) -> tuple:
     try:
         vals = tuple(typ(v) for v in text.split(",") if v.strip())

@@ -87,7 +87,8 @@ def _grid(p: Path, s: dict, m, a) -> tuple[str, dict]:
     png, png2 = png_bytes(f), png_bytes(f2)
     trs = [[cell(r["num_last"]), cell(r["lr_z"]), cell(r["lr_y_multi_on_z"]),
             cell(r["entropy"], f"ent-{r['num_last']}-{r['lr_z']:g}-{r['lr_y_multi_on_z']:g}"), cell(r["entropy_std"]),
-            cell(r["paper"]), cell(r["paper_std"]), cell(r["entropy_all_tokens"]), cell(r["snap_mean"]), cell(r.get("freeze_mean"))] for r in rows]
+            cell(r["paper"]), cell(r["paper_std"]), cell(r["entropy_all_tokens"]), cell(r["snap_mean"]),
+            cell(r.get("freeze_mean"))] for r in rows]
     body = (note("Solid: groklab (mean ± std over seeds); dashed: the paper's data (scan_snap/figure_6_data.pkl).")
             + _img("fig6", png) + _img("snap", png2)
             + table(["num_last", "eta_Z", "eta_Y/eta_Z", "entropy", "std", "paper", "paper std", "entropy (all tokens)",
