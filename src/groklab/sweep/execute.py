@@ -90,8 +90,11 @@ def run_job(out: str | None, job: dict, flats: list[dict], on_eval: Callable | N
         checkpoint_s = float(job["checkpoint_s"])
         steps = eng.cfg.train.steps
         start_step = state.step
+        an = _analyzer(job, eng, keep, state.step)
 
         def eval_hook(st, m):
+            if an is not None:
+                an.on_eval(st, m)
             now = time.monotonic()
             if now - last["progress"] >= PROGRESS_EVERY_S or st.step >= steps:
                 last["progress"] = now
@@ -105,13 +108,13 @@ def run_job(out: str | None, job: dict, flats: list[dict], on_eval: Callable | N
             now = time.monotonic()
             if st.step % ckpt_every == 0 or now - last["ckpt"] >= checkpoint_s:
                 last["ckpt"] = now
-                keep.save(st)
+                keep.save(st, an)
 
         try:
             state = train(eng, state, device=device, on_eval=eval_hook, on_checkpoint=ckpt_hook,
                           should_stop=lambda: _STOP["requested"])
         except StopRequested as stop:  # Ctrl-C / SIGTERM: the state is between two steps, a valid checkpoint
-            keep.save(stop.state)
+            keep.save(stop.state, an)
             raise KeyboardInterrupt from None
         summary = record.summarize(state, eng, record.run_status(state))
         rows = _dedupe_rows(state.rows)
@@ -119,8 +122,13 @@ def run_job(out: str | None, job: dict, flats: list[dict], on_eval: Callable | N
         metrics = pa.table({"member_id": pa.array([ids[e] for e in rows["member"]], pa.string()),
                             "seed": pa.array(rows["seed"], pa.int64()), "step": pa.array(rows["step"], pa.int64()),
                             **{k: pa.array(rows[k], pa.float64()) for k in rows if k not in ("member", "seed", "step")}})
-        return {"summary": summary, "metrics": metrics, "n_pairs": eng.task.n_pairs, "finished": _now(),
-                "resumed_from": start_step, "host": socket.gethostname(), "note": keep.note}
+        res = {"summary": summary, "metrics": metrics, "n_pairs": eng.task.n_pairs, "finished": _now(),
+               "resumed_from": start_step, "host": socket.gethostname(), "note": keep.note}
+        if an is not None:
+            at = an.table()
+            mids = pa.array([ids[e] for e in at.column("member").to_pylist()], pa.string())
+            res["analysis"] = at.drop(["member"]).add_column(0, "member_id", mids)
+        return res
     finally:
         torch.set_num_threads(old_threads)
 
@@ -150,11 +158,42 @@ class _JobFiles:
             record.restore_checkpoint(state, ck)
         return state
 
-    def save(self, st) -> None:
+    def save(self, st, an=None) -> None:
+        """The checkpoint, then (execution.analysis) the analysis up to it."""
         if self.jdir is not None:
             record.save_checkpoint(self.jdir, st, self.eng)
         elif self.storage is not None:
             self._try(lambda: self.storage.put_checkpoint(self.jid, record.checkpoint_dict(st)))
+        if an is not None:
+            self.put_extra(store_mod.ANALYSIS_STATE, _analyzer_state(an, st.step))
+
+    def put_extra(self, name: str, data: dict) -> None:
+        import io
+
+        import torch
+
+        if self.jdir is not None:
+            record.atomic_write(self.jdir / name, lambda tmp: torch.save(data, tmp))
+        elif self.storage is not None:
+            buf = io.BytesIO()
+            torch.save(data, buf)
+            self._try(lambda: self.storage.put(self.jid, name, buf.getvalue()))
+
+    def get_extra(self, name: str):
+        """A file saved by put_extra (torch.load), or None."""
+        import io
+
+        import torch
+
+        if self.jdir is not None:
+            p = self.jdir / name
+            return torch.load(p, weights_only=False) if p.exists() else None
+        raw = self.storage.get(self.jid, name) if self.storage is not None else None
+        return torch.load(io.BytesIO(raw), weights_only=False) if raw else None
+
+    @property
+    def where(self) -> str:
+        return str(self.jdir) if self.jdir is not None else f"{self.storage.uri if self.storage else '--storage'}/{self.jid}"
 
     def progress(self, obj: dict) -> None:
         if self.jdir is not None:
@@ -175,6 +214,35 @@ class _JobFiles:
             self.note = (f"job {self.jid} ran without checkpoints on {socket.gethostname()}: the sweep folder is not "
                          f"writable there ({e}); give --storage URI (a path or bucket every node can write) so a retried "
                          "job resumes")
+
+
+def _analyzer(job: dict, eng, keep: "_JobFiles", step: int):
+    """The live Li2 analysis of a job (execution.analysis), restored from jobs/<job>/ when the job
+    resumes from a checkpoint (its rows up to that checkpoint), else new; None when off."""
+    if not job.get("analysis"):
+        return None
+    from groklab.analysis import Analyzer
+
+    an = Analyzer(eng, int(job["analysis"]))
+    saved = keep.get_extra(store_mod.ANALYSIS_STATE) if step > 0 else None
+    if saved is not None:
+        if saved["step"] == step:  # written right after the checkpoint it belongs to
+            an.rows, an.spectra, an.done = saved["rows"], saved["spectra"], set(saved["done"])
+            for k, v in saved["ref"].items():
+                setattr(an.probe, k, v.to(getattr(an.probe, "device", v.device)))
+            return an
+    if step > 0:
+        raise GroklabError(f"{keep.where}: the checkpoint at step {step} has no matching {store_mod.ANALYSIS_STATE}; "
+                           f"delete {keep.where} to run the job again from the start")
+    return an
+
+
+def _analyzer_state(an, step: int) -> dict:
+    """The analysis of a job up to `step` (its checkpoint's): rows, spectra, analysed steps, and
+    the probe's reference weights (the relative changes are measured from the first analysis)."""
+    probe = an.probe
+    ref = {k: getattr(probe, k).cpu() for k in ("w0", "v0") if getattr(probe, k, None) is not None}
+    return {"step": int(step), "rows": an.rows, "spectra": an.spectra, "done": sorted(an.done), "ref": ref}
 
 
 def _dedupe_rows(rows: dict[str, list]) -> dict[str, list]:
