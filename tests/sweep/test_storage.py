@@ -78,3 +78,16 @@ def test_storage_needs_the_ray_executor(tmp_path, capsys):
     spec.write_text(yaml.safe_dump({"name": "s", "base": {"group": "Z5", "width": 8, "steps": 5}}))
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--storage", str(tmp_path / "st"), "--quiet"]) == 2
     assert "--storage" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_live_analysis_state_goes_to_the_storage_and_a_retry_continues_it(tmp_path):
+    job, flats = _one_job()
+    job = {**job, "analysis": 10}  # execution.analysis: measure every 10 steps during the job
+    local = sweep_exec.run_job(str(tmp_path / "out"), job, flats)
+    st = JobStorage(tmp_path / "st")
+    first = sweep_exec.run_job(None, job, flats, None, st, False)
+    assert st.get(job["id"], "analysis_state.pt") is not None  # beside the checkpoint, in the storage
+    again = sweep_exec.run_job(None, job, flats, None, st, False)  # resumes at 30 with the analysis so far
+    assert again["resumed_from"] == 30
+    for res in (first, again):
+        assert res["analysis"].equals(local["analysis"])
