@@ -117,11 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("paths", nargs="+", help="run folder(s) or a sweep folder")
     rp.add_argument("--out", help="where to write the HTML (default: inside the first folder)")
 
+    from groklab.cli.landscape import add_parser as add_landscape_parser
     from groklab.cli.sweep import add_parser as add_sweep_parser
     from groklab.cli.theory import add_parsers as add_theory_parsers
 
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
+    add_landscape_parser(sub)
     return p
 
 
@@ -182,8 +184,14 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return analyze_cmd(ns, argv)
 
 
+def cmd_landscape(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.cli.landscape import cmd_landscape as landscape_cmd
+
+    return landscape_cmd(ns, argv)
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
-            "theory": cmd_theory, "analyze": cmd_analyze}
+            "theory": cmd_theory, "analyze": cmd_analyze, "landscape": cmd_landscape}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
