@@ -61,6 +61,20 @@ def test_grokfast_spec_pairs_every_filtered_member_with_a_plain_one(name):
         assert json.dumps({k: v for k, v in m.flat.items() if k != "grokfast"}, sort_keys=True) in plain
 
 
+def test_grokfast_fair_baseline_differs_from_the_plain_member_only_in_lr():
+    """issue 14 §4: the fair baseline is grokfast.yaml's plain member (same task, seed, wd, steps)
+    with the lr scaled by 1 + λ = 3, plus a small lr sweep; no filter anywhere."""
+    base = {m.flat["seed"]: m.flat for m in load_spec(ROOT / "sweeps" / "grokfast.yaml").members
+            if m.flat["grokfast"] == "none" and m.flat["wd"] == 0.005}
+    fair = load_spec(ROOT / "sweeps" / "grokfast_fair.yaml").members
+    lam = next(iter(base.values()))["grokfast_lamb"]
+    assert {m.flat["lr"] for m in fair} == {2e-3, 3e-3, 5e-3}
+    assert {m.flat["seed"] for m in fair if math.isclose(m.flat["lr"], 1e-3 * (1 + lam))} == {0, 1, 2}
+    for m in fair:
+        diff = {k for k in m.flat if m.flat[k] != base[m.flat["seed"]][k] and k not in ("grokfast_alpha", "grokfast_lamb")}
+        assert diff == {"lr"} and m.flat["grokfast"] == "none", diff
+
+
 def test_stablemax_spec_has_the_collapse_baseline_and_both_fixes():
     spec = load_spec(ROOT / "sweeps" / "stablemax.yaml")
     kinds = {(m.flat["loss"], m.flat["orth_grad"]) for m in spec.members}

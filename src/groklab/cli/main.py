@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("paths", nargs="+", help="run folder(s) or a sweep folder")
     rp.add_argument("--out", help="where to write the HTML (default: inside the first folder)")
 
+    from groklab.cli.landscape import add_parser as add_landscape_parser
     from groklab.cli.sweep import add_parser as add_sweep_parser
     from groklab.cli.theory import add_parsers as add_theory_parsers
 
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     snap.add_parser(sub, _Parser)
     joma.add_parser(sub, _Parser)
+    add_landscape_parser(sub)
     return p
 
 
@@ -209,9 +211,15 @@ def cmd_superposition(ns: argparse.Namespace, argv: list[str]) -> int:
     return superposition_cmd(ns, argv)
 
 
+def cmd_landscape(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.cli.landscape import cmd_landscape as landscape_cmd
+
+    return landscape_cmd(ns, argv)
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
             "theory": cmd_theory, "analyze": cmd_analyze, "superposition": cmd_superposition,
-            "snap": cmd_snap, "joma": cmd_joma}
+            "snap": cmd_snap, "joma": cmd_joma, "landscape": cmd_landscape}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
