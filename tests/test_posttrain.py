@@ -221,3 +221,47 @@ def test_bf16_gate_and_chance_share_control():
     dW = torch.randn(64, 80, 96, generator=g, dtype=torch.float64) * 1e-3
     share = matrix_diagnostics(W0, W0 + dW, 4)["topk_share"]
     assert float(share.mean()) == pytest.approx(chance_share((80, 96), 4), rel=0.15)
+
+
+# ---- end to end: the verb, the run folders, the report ------------------------------------------
+TINY = ["--group", "Z7", "--seeds", "0,1", "--pools", "0,8", "--base-steps", "150", "--post-steps", "6",
+        "--samples", "16", "--eval-every", "3", "--eval-prompts", "32", "--d-model", "16", "--d-mlp", "32", "--quiet"]
+
+
+def test_cli_writes_run_folders_and_report(tmp_path, capsys):
+    from groklab.cli import main
+    from groklab.report_common import read_json, read_parquet
+
+    out = tmp_path / "pt"
+    assert main(["posttrain", *TINY, "--out", str(out)]) == 0
+    for arm in ("sft", "rl", "rl_kl"):
+        m = read_parquet(out / arm / "metrics.parquet")
+        assert sorted(set(m["step"].tolist())) == [0, 3, 6] and set(m["pool"].tolist()) == {0, 8}
+        w = read_parquet(out / arm / "weights.parquet")
+        assert len(w["step"]) == 3 * 2 * 2 * 9  # evaluations x pools x seeds x matrices
+        assert (w["dW_rel"][w["step"] == 0] == 0).all() and (w["bf16_same"][w["step"] == 0] == 1).all()
+        assert (w["dW_rel"][w["step"] == 6] > 0).all()
+    s = read_json(out / "summary.json")
+    assert {c["verdict"] for c in s["claims"]} <= {"holds", "opposite", "same sign, not significant", "context",
+                                                   "not measured", "no difference"}
+    assert len(s["groups"]) == 6 and s["base"]["seeds"] == [0, 1]
+    html = (out / "report.html").read_text()
+    assert 'id="claims"' in html and (out / "diagnostics.png").stat().st_size > 10_000
+    # every member starts from its seed's base: step-0 accuracies agree across arms
+    a = read_parquet(out / "sft" / "metrics.parquet")
+    b = read_parquet(out / "rl" / "metrics.parquet")
+    assert np.array_equal(a["acc_r1"][a["step"] == 0], b["acc_r1"][b["step"] == 0])
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--samples", "20", "--group-size", "8"], "--samples 20: must be a multiple of --group-size 8"),
+    (["--r0", "power:7"], "--r0 'power:7': x -> x^7 is not a bijection"),
+    (["--arms", "sft,dpo"], "--arms 'sft,dpo'"),
+])
+def test_cli_bad_input_writes_nothing(tmp_path, capsys, args, msg):
+    from groklab.cli import main
+
+    out = tmp_path / "bad"
+    assert main(["posttrain", *TINY, *args, "--out", str(out)]) == 2
+    assert msg in capsys.readouterr().err
+    assert not out.exists()

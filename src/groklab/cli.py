@@ -112,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweep import add_parser as add_sweep_parser
     from .theory.cli import add_parsers as add_theory_parsers
 
+    from .cli_posttrain import add_parser as add_posttrain_parser
+
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
+    add_posttrain_parser(sub)
     return p
 
 
@@ -174,8 +177,14 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return analyze_cmd(ns, argv)
 
 
+def cmd_posttrain(ns: argparse.Namespace, argv: list[str]) -> int:
+    from .cli_posttrain import cmd
+
+    return cmd(ns, argv)
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
-            "theory": cmd_theory, "analyze": cmd_analyze}
+            "theory": cmd_theory, "analyze": cmd_analyze, "posttrain": cmd_posttrain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,8 +136,8 @@ class PosttrainConfig:
     @classmethod
     def small(cls) -> "PosttrainConfig":
         """The reduced comparison that fits a shared CPU in a few minutes (docs/posttrain.md)."""
-        return cls(group="Z17", d_model=48, d_mlp=96, base_steps=2500, base_batch=256, seeds=(0, 1, 2),
-                   post_steps=200, samples=128, eval_every=20, eval_prompts=512)
+        return cls(group="Z17", base_batch=256, pools=(0, 32), post_steps=200, samples=128, eval_every=10,
+                   eval_prompts=512)
 
 
 def parse_list(field: str, text: str, kind: type) -> tuple:

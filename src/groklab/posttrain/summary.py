@@ -1,6 +1,13 @@
 """The comparison in numbers: final values per (arm, pool) with seed intervals, and the paired tests
 of each paper's direction (RL minus SFT, seed by seed, from the same base and the same pool).
 
+Two matchings. "final": after the same number of samples (the issue's matched compute). "matched
+r0 gain": at the first evaluation where each member's held-out r0 accuracy has risen by half the
+smallest final r0 gain of any arm in that pool (acc_r1 linearly interpolated to the crossing; the
+weights measured at the first evaluation at or above it). Arms learn r0 at different speeds, so
+only the second separates "forgets less" from "learned less" (Shenfeld et al. 2025, "RL's Razor",
+compare forgetting at matched new-task performance for the same reason).
+
 An interval is mean +- t_{0.975, n-1} * sd / sqrt(n) over seeds (n = number of seeds). A claim's
 verdict is "holds" when the paired mean has the paper's sign and its interval excludes 0,
 "same sign, not significant" when only the sign agrees, and "opposite" otherwise.
@@ -64,30 +71,83 @@ def _finals(cfg: PosttrainConfig, metrics: dict, weights: dict) -> dict[tuple[st
     return out
 
 
+MATCH_MIN_GAIN = 0.02  # below this common r0 gain there is nothing to match at
+
+
+def _matched(cfg: PosttrainConfig, metrics: dict, weights: dict) -> tuple[dict, dict]:
+    """Per member, the values at matched r0 gain (see the module docstring); and per pool the gain used."""
+    m = {k: np.asarray(v) for k, v in metrics.items()}
+    w = {k: np.asarray(v) for k, v in weights.items()}
+    last = int(m["step"].max())
+    out, gains = {}, {}
+    for pool in cfg.pools:
+        finals = []
+        for arm in cfg.arms:
+            d = [m["acc_r0"][(m["arm"] == arm) & (m["pool"] == pool) & (m["seed"] == s) & (m["step"] == last)][0]
+                 - m["acc_r0"][(m["arm"] == arm) & (m["pool"] == pool) & (m["seed"] == s) & (m["step"] == 0)][0]
+                 for s in cfg.seeds]
+            finals.append(float(np.mean(d)))
+        gain = 0.5 * min(finals)
+        gains[pool] = gain
+        for arm in cfg.arms:
+            for seed in cfg.seeds:
+                sel = (m["arm"] == arm) & (m["pool"] == pool) & (m["seed"] == seed)
+                order = np.argsort(m["step"][sel])
+                steps, r0, r1 = m["step"][sel][order], m["acc_r0"][sel][order], m["acc_r1"][sel][order]
+                row = {"step": math.nan, "d_acc_r1": math.nan, **{k: math.nan for k in (*DIAGNOSTICS, "rot")}}
+                hit = np.flatnonzero(r0 >= r0[0] + gain)
+                if gain >= MATCH_MIN_GAIN and hit.size:
+                    i = int(hit[0])
+                    f = 1.0 if i == 0 else (r0[0] + gain - r0[i - 1]) / (r0[i] - r0[i - 1])
+                    r1_at = r1[i - 1] + f * (r1[i] - r1[i - 1]) if i else r1[0]
+                    row["step"], row["d_acc_r1"] = float(steps[i]), float(r1_at - r1[0])
+                    sw = (w["arm"] == arm) & (w["pool"] == pool) & (w["seed"] == seed) & (w["step"] == steps[i])
+                    for k in DIAGNOSTICS:
+                        row[k] = float(np.nanmean(w[k][sw]))
+                    row["rot"] = (row["rot_left"] + row["rot_right"]) / 2
+                out[(arm, pool, seed)] = row
+    return out, gains
+
+
+def _claims(cfg: PosttrainConfig, arms: tuple[str, ...], vals: dict, matching: str) -> list[dict]:
+    claims = []
+    if "sft" not in arms:
+        return claims
+    for rl in (a for a in arms if a != "sft"):
+        for pool in cfg.pools:
+            for name, key, sign in CLAIMS:
+                if key not in vals[("sft", pool, cfg.seeds[0])]:
+                    continue
+                diff = np.array([vals[(rl, pool, s)][key] - vals[("sft", pool, s)][key] for s in cfg.seeds])
+                iv = interval(diff)
+                if sign == 0 or iv["mean"] is None:
+                    verdict = "context" if iv["mean"] is not None else "not measured"
+                elif iv["mean"] == 0:
+                    verdict = "no difference"
+                elif np.sign(iv["mean"]) != sign:
+                    verdict = "opposite"
+                elif iv["ci95"] is not None and abs(iv["mean"]) > iv["ci95"]:
+                    verdict = "holds"
+                else:
+                    verdict = "same sign, not significant"
+                claims.append({"claim": name, "metric": key, "arm": rl, "pool": pool, "matching": matching,
+                               "rl_minus_sft": iv, "verdict": verdict})
+    return claims
+
+
 def summarize(cfg: PosttrainConfig, metrics: dict, weights: dict, arms: tuple[str, ...]) -> dict:
     fin = _finals(cfg, metrics, weights)
+    matched, gains = _matched(cfg, metrics, weights)
     keys = ("acc_r0", "acc_r1", "acc_pool", "d_acc_r0", "d_acc_r1", "d_acc_pool", "rot", *DIAGNOSTICS)
     groups = []
     for arm in arms:
         for pool in cfg.pools:
             vals = {k: interval(np.array([fin[(arm, pool, s)][k] for s in cfg.seeds])) for k in keys}
             groups.append({"arm": arm, "pool": pool, **vals})
-    claims = []
-    if "sft" in arms:
-        for rl in (a for a in arms if a != "sft"):
-            for pool in cfg.pools:
-                for name, key, sign in CLAIMS:
-                    diff = np.array([fin[(rl, pool, s)][key] - fin[("sft", pool, s)][key] for s in cfg.seeds])
-                    iv = interval(diff)
-                    if sign == 0 or iv["mean"] is None:
-                        verdict = "context"
-                    elif np.sign(iv["mean"]) != sign:
-                        verdict = "opposite"
-                    elif iv["ci95"] is not None and abs(iv["mean"]) > iv["ci95"]:
-                        verdict = "holds"
-                    else:
-                        verdict = "same sign, not significant"
-                    claims.append({"claim": name, "metric": key, "arm": rl, "pool": pool,
-                                   "rl_minus_sft": iv, "verdict": verdict})
+    mkeys = ("step", "d_acc_r1", "rot", *DIAGNOSTICS)
+    for g in groups:
+        g["matched"] = {k: interval(np.array([matched[(g["arm"], g["pool"], s)][k] for s in cfg.seeds])) for k in mkeys}
+        g["matched"]["r0_gain"] = gains[g["pool"]]
+    claims = _claims(cfg, arms, fin, "final") + _claims(cfg, arms, matched, "matched r0 gain")
     return {"kind": "groklab.posttrain.summary", "final_step": int(max(metrics["step"])),
             "groups": groups, "claims": claims}
