@@ -236,9 +236,9 @@ def test_cli_writes_run_folders_and_report(tmp_path, capsys):
     assert main(["posttrain", *TINY, "--out", str(out)]) == 0
     for arm in ("sft", "rl", "rl_kl"):
         m = read_parquet(out / arm / "metrics.parquet")
-        assert sorted(set(m["step"].tolist())) == [0, 3, 6] and set(m["pool"].tolist()) == {0, 8}
+        assert sorted(set(m["step"].tolist())) == [0, 1, 2, 3, 6]  # early 1, 2 below eval_every and set(m["pool"].tolist()) == {0, 8}
         w = read_parquet(out / arm / "weights.parquet")
-        assert len(w["step"]) == 3 * 2 * 2 * 9  # evaluations x pools x seeds x matrices
+        assert len(w["step"]) == 5 * 2 * 2 * 9  # evaluations x pools x seeds x matrices
         assert (w["dW_rel"][w["step"] == 0] == 0).all() and (w["bf16_same"][w["step"] == 0] == 1).all()
         assert (w["dW_rel"][w["step"] == 6] > 0).all()
     s = read_json(out / "summary.json")

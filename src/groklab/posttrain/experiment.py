@@ -156,8 +156,11 @@ def post_train(cfg: PosttrainConfig, task: RuleTask, base: dict, log: Callable[[
     metrics: dict[str, list] = {k: [] for k in ("step", "arm", "pool", "seed", "acc_r0", "acc_r1", "acc_pool", "reward", "loss", "kl")}
     weights: dict[str, list] = {k: [] for k in ("step", "arm", "pool", "seed", "matrix", "rows", "cols", "chance_share", *DIAGNOSTICS)}
     stats = {k: torch.full((E,), float("nan")) for k in ("reward", "loss", "kl")}
+    # Also at steps 1, 2, 4, ... below eval_every: SFT moves fast at first, and the matched-r0-gain
+    # comparison (summary.py) needs the early curve.
+    early = {2 ** i for i in range(12) if 2 ** i < cfg.eval_every}
     for step in range(cfg.post_steps + 1):
-        if step % cfg.eval_every == 0 or step == cfg.post_steps:
+        if step % cfg.eval_every == 0 or step == cfg.post_steps or step in early:
             acc0, acc1 = (greedy_accuracy(model, task, r, eval_idx) for r in (0, 1))
             accp = greedy_accuracy(model, task, 0, pool_eval, pool_mask)
             for e, (arm, pool, seed) in enumerate(members):
