@@ -20,24 +20,30 @@ from pathlib import Path
 
 from .errors import GroklabError
 
-# list-valued fields and their item types; every PosttrainConfig field becomes an option
-_LISTS = {"arms": str, "pools": int, "seeds": int}
-
-
 def _seeds(text: str) -> tuple[int, ...]:
-    if "-" in text.strip("-") and "," not in text:
-        lo, hi = text.split("-")
-        return tuple(range(int(lo), int(hi) + 1))
-    return tuple(int(s) for s in text.split(",") if s.strip())
+    """'0,1,2' or '0-4' -> seeds."""
+    try:
+        if "-" in text.strip("-") and "," not in text:
+            lo, hi = text.split("-")
+            return tuple(range(int(lo), int(hi) + 1))
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 0,1,2 or 0-4") from None
 
 
-def _list(kind: type):
-    def parse(text: str) -> tuple:
-        try:
-            return _seeds(text) if kind is int and "-" in text.strip("-") else tuple(kind(t.strip()) for t in text.split(",") if t.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
-    return parse
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _strs(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+# list-valued fields and their parsers; every other PosttrainConfig field parses as its default's type
+_LISTS = {"arms": _strs, "pools": _ints, "seeds": _seeds}
 
 
 HELP = {
@@ -61,7 +67,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="only (re)write DIR/report.html from an existing folder")
     p.add_argument("--quiet", action="store_true")
     for f in fields(PosttrainConfig):
-        typ = _list(_LISTS[f.name]) if f.name in _LISTS else type(f.default)
+        typ = _LISTS.get(f.name, type(f.default))
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None, help=HELP.get(f.name))
     return p
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import GroklabError, bad_value, check
+from ..errors import bad_value, check
 
 __all__ = ["PosttrainConfig", "ARMS", "BASELINES"]
 
@@ -139,10 +139,3 @@ class PosttrainConfig:
         return cls(group="Z17", base_batch=256, pools=(0, 32), post_steps=200, samples=128, eval_every=10,
                    eval_prompts=512)
 
-
-def parse_list(field: str, text: str, kind: type) -> tuple:
-    """'a,b,c' -> a tuple of `kind`; a bad item names the option."""
-    try:
-        return tuple(kind(t.strip()) for t in str(text).split(",") if t.strip())
-    except ValueError:
-        raise GroklabError(f"--{field.replace('_', '-')} {text!r}: expected a comma-separated list") from None

@@ -116,8 +116,7 @@ def train_base(cfg: PosttrainConfig, task: RuleTask, log: Callable[[str], None])
     never = torch.from_numpy(snap_step < 0)
     for k in snap:  # a seed that never reached the target keeps its last weights (said in the summary)
         snap[k][never] = final[k][never]
-    last = {e: step for e in range(E)}
-    snap_step = np.where(snap_step < 0, [last[e] for e in range(E)], snap_step)
+    snap_step[snap_step < 0] = step
     base_model = _model(cfg, task, seeds)
     base_model.load_members(snap, torch.arange(E))
     acc = [greedy_accuracy(base_model, task, r, eval_idx) for r in (0, 1)]

@@ -9,8 +9,9 @@ only the second separates "forgets less" from "learned less" (Shenfeld et al. 20
 compare forgetting at matched new-task performance for the same reason).
 
 An interval is mean +- t_{0.975, n-1} * sd / sqrt(n) over seeds (n = number of seeds). A claim's
-verdict is "holds" when the paired mean has the paper's sign and its interval excludes 0,
-"same sign, not significant" when only the sign agrees, and "opposite" otherwise.
+verdict is "holds" when the paired mean has the paper's sign and its interval excludes 0, "reversed"
+when it has the other sign and the interval excludes 0, else "same sign, not significant" or
+"opposite sign, not significant".
 """
 
 from __future__ import annotations
@@ -124,12 +125,12 @@ def _claims(cfg: PosttrainConfig, arms: tuple[str, ...], vals: dict, matching: s
                     verdict = "context" if iv["mean"] is not None else "not measured"
                 elif iv["mean"] == 0:
                     verdict = "no difference"
-                elif np.sign(iv["mean"]) != sign:
-                    verdict = "opposite"
-                elif iv["ci95"] is not None and abs(iv["mean"]) > iv["ci95"]:
-                    verdict = "holds"
                 else:
-                    verdict = "same sign, not significant"
+                    significant = iv["ci95"] is not None and abs(iv["mean"]) > iv["ci95"]
+                    if np.sign(iv["mean"]) == sign:
+                        verdict = "holds" if significant else "same sign, not significant"
+                    else:
+                        verdict = "reversed" if significant else "opposite sign, not significant"
                 claims.append({"claim": name, "metric": key, "arm": rl, "pool": pool, "matching": matching,
                                "rl_minus_sft": iv, "verdict": verdict})
     return claims
