@@ -62,9 +62,19 @@ def _accuracy_png(cfg: dict, metrics: dict) -> bytes:
     from matplotlib.figure import Figure
 
     pools = cfg["pools"]
-    fig = Figure(figsize=(5.2 * len(pools), 3.8), layout="constrained")
+    fig = Figure(figsize=(5.2 * len(pools), 7.4), layout="constrained")
     for j, pool in enumerate(pools):
-        ax = fig.add_subplot(1, len(pools), j + 1)
+        ax = fig.add_subplot(2, len(pools), len(pools) + j + 1)  # the frontier: r1 against r0 along training
+        for arm, m in metrics.items():
+            _, r0, _, _ = _curve(m, pool, "acc_r0")
+            _, r1, _, _ = _curve(m, pool, "acc_r1")
+            ax.plot(r0, r1, ".-", color=ARM_COLORS[arm], label=arm)
+            ax.plot(r0[:1], r1[:1], "ko", ms=4)
+        ax.set_xlabel("held-out r0 accuracy (mean over seeds)")
+        ax.set_ylabel("held-out r1 accuracy")
+        ax.set_title(f"forgetting vs learning, pool {pool} (black: base)", fontsize=9)
+        ax.legend(fontsize=7)
+        ax = fig.add_subplot(2, len(pools), j + 1)
         for arm, m in metrics.items():
             for key, ls in (("acc_r0", "-"), ("acc_r1", "--")):
                 s, mu, lo, hi = _curve(m, pool, key)
