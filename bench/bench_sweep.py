@@ -1,4 +1,4 @@
-"""Sweep throughput benchmark (the code lives in groklab.sweep_bench, so `groklab bench` can call it
+"""Sweep throughput benchmark (the code lives in groklab.bench.sweep, so `groklab bench` can call it
 from an installed package): 16 members of Z47 (K = 256) as one sweep vs one after another.
 
     python bench/bench_sweep.py [--quick]
@@ -6,7 +6,7 @@ from an installed package): 16 members of Z47 (K = 256) as one sweep vs one afte
 
 from __future__ import annotations
 
-from groklab.sweep_bench import bench_sweep
+from groklab.bench.sweep import bench_sweep
 
 __all__ = ["bench_sweep"]
 

@@ -44,7 +44,7 @@ def test_cuda_run_is_deterministic_and_analysis_replays_exactly(tmp_path):
 
 
 def test_cuda_bench_figures_are_consistent():
-    from groklab import bench
+    from groklab.bench import li2 as bench
 
     r = bench.run_bench(quick=True, device="cuda")
     z = r["li2_z97"]

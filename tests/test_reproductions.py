@@ -17,9 +17,9 @@ import torch
 from safetensors.numpy import load_file
 
 from groklab import RunConfig, run
-from groklab.engine import init_state, make_job, train
 from groklab.sweep import load_spec
 from groklab.tasks import make_task
+from groklab.train.engine import init_state, make_job, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "groklab.cli"]
@@ -110,7 +110,7 @@ def test_without_weight_decay_ce_collapses_the_softmax_and_orth_grad_prevents_it
     """Prieto et al.'s mechanism on a tiny task (Z11, x², lr 3e-2, wd 0, float32): after 500 steps
     a third or more of each member's training pairs are in softmax collapse under plain
     cross-entropy; ⊥Grad removes the weight-scaling direction of the gradient and none collapse."""
-    from groklab.tricks import softmax_collapse_fraction
+    from groklab.train.tricks import softmax_collapse_fraction
 
     def collapse(**extra) -> list[float]:
         cfg = RunConfig.from_flat({"group": "Z11", "frac": 0.6, "width": 64, "loss": "ce", "wd": 0.0, "lr": 3e-2,
@@ -169,7 +169,7 @@ def test_transformer_with_every_trick_through_the_cli_writes_a_complete_run_fold
 
 
 def test_bench_transformer_figures_are_consistent():
-    from groklab.bench_peers import bench_transformer, transformer_useful_flops
+    from groklab.bench.peers import bench_transformer, transformer_useful_flops
 
     torch.set_num_threads(1)
     r = bench_transformer(quick=True, device="cpu")

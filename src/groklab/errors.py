@@ -7,6 +7,7 @@ allowed. The CLI prints that line to stderr and exits with status 2; no tracebac
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["GroklabError", "bad_value", "check"]
@@ -42,3 +43,30 @@ def check(ok: bool, field: str, value: Any, allowed: str) -> None:
     """Raise `bad_value(field, value, allowed)` unless ``ok``."""
     if not ok:
         raise bad_value(field, value, allowed)
+
+
+def one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """Check that `value` is one of `allowed`; the message lists them."""
+    check(value in allowed, name, value, "expected one of " + ", ".join(allowed))
+
+
+def number_in(name: str, value: Any, *, lo: float | None = None, hi: float | None = None,
+              lo_open: bool = False, hi_open: bool = False, integer: bool = False, optional: bool = False) -> None:
+    """Check a number against an interval; the message states the interval in math notation."""
+    if value is None:
+        check(optional, name, value, "a value is required")
+        return
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    check(ok_type and not isinstance(value, bool), name, value, f"must be {kind}")
+    check(math.isfinite(value), name, value, "must be finite")
+    if lo is not None and hi is not None:
+        span = f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        span = f"must be {'>' if lo_open else '>='} {lo:g}"
+    else:
+        span = f"must be {'<' if hi_open else '<='} {hi:g}"
+    if lo is not None:
+        check(value > lo if lo_open else value >= lo, name, value, span)
+    if hi is not None:
+        check(value < hi if hi_open else value <= hi, name, value, span)

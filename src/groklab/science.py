@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 
+# The groklab version stamped into every file it writes (config.json, plan.json, report pages), so a
+# reader knows which code made a result. Equal to pyproject.toml's version (tests/test_layout.py checks it).
+VERSION = "0.1.0"
+
 # Accuracy thresholds that define the grokking times written to summary.json.
 MEMORIZED_ACC = 0.99  # step_memorized: first evaluation with train accuracy >= this
 GENERALIZED_ACC = 0.99  # step_generalized: first evaluation with test accuracy >= this

@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-from .li2 import Li2Net, ridge_top_layer
+from groklab.models.config import ModelConfig
+from groklab.models.li2 import Li2Net, ridge_top_layer
 
 __all__ = ["Li2Net", "build_model", "ridge_top_layer"]
 
@@ -29,11 +29,11 @@ def build_model(cfg: ModelConfig, order: int, seeds: Sequence[int]) -> nn.Module
     if cfg.model == "li2":
         return Li2Net(order, cfg.width, cfg.act, seeds)
     if cfg.model == "transformer":
-        from .transformer import Transformer
+        from groklab.models.transformer import Transformer
 
         return Transformer(order, cfg, seeds)
     if cfg.model == "embed-mlp":
-        from .embed_mlp import EmbedMLP
+        from groklab.models.embed_mlp import EmbedMLP
 
         return EmbedMLP(order, cfg, seeds)
     raise ValueError(f"unknown model {cfg.model!r}")

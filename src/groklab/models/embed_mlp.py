@@ -32,8 +32,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..config import ModelConfig
-from .li2 import Li2Net
+from groklab.models.config import ModelConfig
+from groklab.models.li2 import Li2Net
 
 
 class EmbedMLP(Li2Net):

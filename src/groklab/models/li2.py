@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .pairs import ACT, pair_features
+from groklab.models.pairs import ACT, pair_features
 
 
 def member_generator(seed: int) -> torch.Generator:

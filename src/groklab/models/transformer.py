@@ -38,8 +38,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from .li2 import member_generator
+from groklab.models.config import ModelConfig
+from groklab.models.li2 import member_generator
 
 N_CTX = 3  # [a, b, =]
 

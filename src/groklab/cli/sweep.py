@@ -1,0 +1,51 @@
+"""`groklab sweep`: run a sweep spec, or show a sweep folder's status."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from groklab.errors import GroklabError
+from groklab.sweep.execute import run_sweep
+from groklab.sweep.spec import load_spec, plan_jobs
+
+__all__ = ["add_parser", "cmd_sweep"]
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `sweep` verb to the CLI's subparsers (`sub` from add_subparsers, parser_class=_Parser)."""
+    p = sub.add_parser("sweep", help="run a sweep spec (many runs, batched into ensembles; resumable)",
+                       description="Run the members of a sweep spec not yet done in --out; write index.parquet, fit.json, phase.png.")
+    p.add_argument("spec", nargs="?", help="sweep spec (YAML), e.g. sweeps/li2_scaling.yaml")
+    p.add_argument("--out", help="sweep folder (default sweeps_out/<spec name>); re-running resumes it")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or a Ray cluster")
+    p.add_argument("--workers", type=int, help="jobs at once (default: CPU cores / execution.threads; on Ray: the cluster's CPUs)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--extend", action="store_true", help="add the spec's new members to an existing sweep folder")
+    p.add_argument("--status", metavar="DIR", help="print done / running / left and the ETA of a sweep folder, then exit")
+    p.add_argument("--dry-run", action="store_true", help="print the members and jobs the spec gives, run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
+def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.sweep.store import status
+    from groklab.sweep.view import plan_text, status_text
+
+    if ns.status:
+        if ns.spec or ns.dry_run or ns.extend:
+            raise GroklabError("--status DIR: takes no spec and no other sweep options")
+        print(status_text(status(Path(ns.status))))
+        return 0
+    if not ns.spec:
+        raise GroklabError("groklab sweep: give a spec (groklab sweep SPEC.yaml) or --status DIR")
+    if ns.workers is not None and ns.workers < 1:
+        raise GroklabError(f"--workers {ns.workers}: must be >= 1")
+    sp = load_spec(ns.spec)
+    out = Path(ns.out) if ns.out else Path("sweeps_out") / sp.name
+    if ns.dry_run:
+        print(plan_text(sp, plan_jobs(sp.members, sp.execution), out))
+        return 0
+    res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
+                    ray_address=ns.ray_address)
+    return 0 if res.total_members else 3

@@ -1,0 +1,351 @@
+"""The Li2 scaling law measured from a sweep (science.md §4): critical training sizes, fits, the
+phase diagram.
+
+For each group, the measured critical size n* is the smallest training size at which at least
+half of the seeds generalize (final test accuracy >= GENERALIZED_ACC), interpolated in log n
+between the last grid point below that quorum and the first one at or above it. A group whose
+first grid point already generalizes (n* <= smallest size) or whose last does not (n* > largest)
+is censored and left out of the fits.
+
+Fits, by least squares in log space with 95% confidence intervals (Student t, from the residuals):
+    n* = c · M · ln M                 (Li2's form; the original code's c = 2.7482)
+    n* = c · M^α · ln M               (a free exponent on M: α = 1 is Li2's law)
+    n* = c · M^α · (ln M)^β           (both free; over a short range of M, ln M and ln ln M are
+                                       nearly collinear, so α and β are barely separable - the
+                                       intervals and corr(α, β) show it)
+`analyze(index, out)` writes fit.json and phase.png into a sweep folder.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groklab import science
+
+__all__ = ["critical_points", "fit_mlogm", "fit_power", "fit_scaling", "analyze", "format_fit", "phase_figure"]
+
+QUORUM = 0.5  # share of seeds that must generalize at a training size
+_NON_SERIES = {"group", "seed", "frac", "n_train", "crit_mult", "split_seed", "ckpt_every", "device"}
+
+
+def _columns(index) -> dict[str, np.ndarray]:
+    """index.parquet as {column: numpy array} (a pyarrow Table, a pandas DataFrame or a dict)."""
+    if hasattr(index, "column_names"):
+        return {c: np.asarray(index.column(c).to_pylist(), dtype=object) for c in index.column_names}
+    if hasattr(index, "columns"):
+        return {c: np.asarray(index[c].tolist(), dtype=object) for c in index.columns}
+    return {c: np.asarray(list(v), dtype=object) for c, v in index.items()}
+
+
+def _f(a: np.ndarray) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in a], dtype=float)
+
+
+def series_of(cols: dict[str, np.ndarray]) -> tuple[list[str], list[tuple]]:
+    """Config fields other than group / seed / training size that vary: each combination of their
+    values is a series with its own critical sizes and fit (e.g. a sweep over lr)."""
+    from groklab.sweep.spec import FIELD_KINDS
+
+    varied = [k for k in FIELD_KINDS if k in cols and k not in _NON_SERIES
+              and len({repr(v) for v in cols[k]}) > 1]
+    keys = [tuple(cols[k][i] for k in varied) for i in range(len(cols["member_id"]))] if varied else [()] * len(cols["member_id"])
+    return varied, keys
+
+
+def critical_points(index, *, threshold: float = science.GENERALIZED_ACC, quorum: float = QUORUM) -> list[dict]:
+    """Per (series, group): the measured critical size n* and the Li2 prediction."""
+    cols = _columns(index)
+    if not len(cols.get("member_id", [])):
+        return []
+    varied, skeys = series_of(cols)
+    n = _f(cols["n_train"])
+    acc = _f(cols["final_test_acc"])
+    ok = np.where(np.isfinite(acc), acc >= threshold, False)
+    order = _f(cols["order"])
+    crit = _f(cols["critical_size"])
+    x = np.round(n, 6)  # one grid point = one training size
+    out = []
+    seen = list(dict.fromkeys(zip(skeys, cols["group"])))
+    first_row = {g: i for i, g in reversed(list(enumerate(cols["group"])))}
+    for skey, g in sorted(seen, key=lambda sg: (_sortable(sg[0]), order[first_row[sg[1]]], sg[1])):
+        rows = np.array([k == skey and gg == g for k, gg in zip(skeys, cols["group"])])
+        sizes = np.unique(x[rows])
+        p = np.array([ok[rows & (x == s)].mean() for s in sizes])
+        seeds = [int((rows & (x == s)).sum()) for s in sizes]
+        M = int(order[rows][0])
+        li2 = float(np.nanmean(crit[rows]))
+        hit = np.flatnonzero(p >= quorum)
+        pt: dict[str, Any] = {"series": dict(zip(varied, skey)) if varied else None, "group": str(g), "order": M,
+                              "li2_n": li2, "li2_frac": li2 / M**2, "sizes": sizes.tolist(), "p_generalized": p.tolist(),
+                              "seeds": seeds, "n_crit": None, "bracket": None, "censored": None}
+        if hit.size == 0:
+            pt.update(censored="above", bracket=[float(sizes[-1]), None])
+        elif hit[0] == 0:
+            pt.update(censored="below", bracket=[None, float(sizes[0])])
+        else:
+            i = hit[0]
+            lo, hi = sizes[i - 1], sizes[i]
+            t = (quorum - p[i - 1]) / (p[i] - p[i - 1])
+            pt.update(n_crit=float(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))), bracket=[float(lo), float(hi)])
+        if pt["n_crit"] is not None:
+            pt["frac_crit"] = pt["n_crit"] / M**2
+            pt["ratio_li2"] = pt["n_crit"] / li2
+        else:
+            pt["frac_crit"] = pt["ratio_li2"] = None
+        out.append(pt)
+    return out
+
+
+def _sortable(values: tuple) -> tuple:
+    """Series keys in natural order (numbers by value, then everything else by text)."""
+    return tuple((0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v)) for v in values)
+
+
+def _t95(dof: int) -> float:
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, dof))
+    except ImportError:  # scipy is optional: a table for small dof, the normal quantile beyond
+        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+        return table.get(dof, 2.0 if dof <= 30 else 1.96)
+
+
+def _ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float, int]:
+    """Least squares y ~ X b; returns b, its covariance (None without residual dof), RSS, dof."""
+    b, *_ = np.linalg.lstsq(X, y, rcond=None)
+    r = y - X @ b
+    dof = len(y) - X.shape[1]
+    rss = float(r @ r)
+    cov = rss / dof * np.linalg.pinv(X.T @ X) if dof > 0 else None
+    return b, cov, rss, dof
+
+
+def fit_mlogm(M, n) -> dict | None:
+    """n = c · M · ln M: log c = mean of log n − log(M ln M); 95% CI from the spread."""
+    M, n = np.asarray(M, float), np.asarray(n, float)
+    if len(M) < 1:
+        return None
+    y = np.log(n) - np.log(M * np.log(M))
+    b, cov, rss, dof = _ols(np.ones((len(y), 1)), y)
+    c = float(math.exp(b[0]))
+    out = {"form": "n = c * M * ln(M)", "c": c, "c_ci95": None, "points": int(len(M)), "dof": dof,
+           "rms_log_residual": math.sqrt(rss / len(y))}
+    if cov is not None:
+        half = _t95(dof) * math.sqrt(cov[0, 0])
+        out["c_ci95"] = [math.exp(b[0] - half), math.exp(b[0] + half)]
+    return out
+
+
+def fit_power(M, n) -> dict | None:
+    """n = c · M^α · (ln M)^β: log n = log c + α log M + β log ln M, with 95% CIs."""
+    M, n = np.asarray(M, float), np.asarray(n, float)
+    if len(M) < 3:
+        return None
+    X = np.stack([np.ones_like(M), np.log(M), np.log(np.log(M))], axis=1)
+    b, cov, rss, dof = _ols(X, np.log(n))
+    out = {"form": "n = c * M^alpha * ln(M)^beta", "c": float(math.exp(b[0])), "alpha": float(b[1]), "beta": float(b[2]),
+           "c_ci95": None, "alpha_ci95": None, "beta_ci95": None, "corr_alpha_beta": None, "points": int(len(M)), "dof": dof,
+           "rms_log_residual": math.sqrt(rss / len(M))}
+    if cov is not None:
+        t = _t95(dof)
+        se = np.sqrt(np.diag(cov))
+        out.update(c_ci95=[math.exp(b[0] - t * se[0]), math.exp(b[0] + t * se[0])],
+                   alpha_ci95=[float(b[1] - t * se[1]), float(b[1] + t * se[1])],
+                   beta_ci95=[float(b[2] - t * se[2]), float(b[2] + t * se[2])],
+                   corr_alpha_beta=float(cov[1, 2] / (se[1] * se[2])) if se[1] * se[2] > 0 else None)
+    return out
+
+
+def fit_power_logm(M, n) -> dict | None:
+    """n = c · M^α · ln M (β fixed at Li2's 1): log(n / ln M) = log c + α log M, with 95% CIs.
+    Well conditioned where the free (α, β) fit is not; α = 1 is Li2's law."""
+    M, n = np.asarray(M, float), np.asarray(n, float)
+    if len(M) < 2:
+        return None
+    X = np.stack([np.ones_like(M), np.log(M)], axis=1)
+    b, cov, rss, dof = _ols(X, np.log(n) - np.log(np.log(M)))
+    out = {"form": "n = c * M^alpha * ln(M)", "c": float(math.exp(b[0])), "alpha": float(b[1]), "c_ci95": None,
+           "alpha_ci95": None, "points": int(len(M)), "dof": dof, "rms_log_residual": math.sqrt(rss / len(M))}
+    if cov is not None:
+        t, se = _t95(dof), np.sqrt(np.diag(cov))
+        out.update(c_ci95=[math.exp(b[0] - t * se[0]), math.exp(b[0] + t * se[0])],
+                   alpha_ci95=[float(b[1] - t * se[1]), float(b[1] + t * se[1])])
+    return out
+
+
+def fit_scaling(points: list[dict]) -> dict:
+    """The fits over the uncensored points (one series)."""
+    use = [p for p in points if p["n_crit"] is not None and p["order"] >= 3]
+    M = [p["order"] for p in use]
+    n = [p["n_crit"] for p in use]
+    return {"mlogm": fit_mlogm(M, n) if use else None, "power_logm": fit_power_logm(M, n), "power_law": fit_power(M, n)}
+
+
+def analyze(index, out: str | Path | None = None, *, threshold: float = science.GENERALIZED_ACC) -> dict:
+    """Critical sizes and fits of a sweep's index; with `out`, write fit.json and phase.png there.
+
+    fit.json: {"c", "c_ci95"} of n = c·M ln M (top level, as the report reads it), "li2_c",
+    "mlogm" and "power_law" fits, "points" (per group: n_crit, bracket, censored, frac_crit, li2_n,
+    ratio_li2), "series" (one entry per series when a config field other than the size varies)."""
+    from groklab.train import record
+
+    pts = critical_points(index, threshold=threshold)
+    keys = list(dict.fromkeys(repr(p["series"]) for p in pts))
+    series = []
+    for k in keys:
+        sp = [p for p in pts if repr(p["series"]) == k]
+        series.append({"series": sp[0]["series"], "points": sp, **fit_scaling(sp)})
+    first = series[0] if series else {"points": [], "mlogm": None, "power_logm": None, "power_law": None, "series": None}
+    ml = first["mlogm"] or {}
+    fit = {"kind": "groklab.fit", "version": 1, "rule": science.CRITICAL_RULE, "threshold": threshold, "quorum": QUORUM,
+           "li2_c": science.CRITICAL_CONST, "c": ml.get("c"), "c_ci95": ml.get("c_ci95"),
+           "mlogm": first["mlogm"], "power_logm": first["power_logm"], "power_law": first["power_law"], "points": first["points"],
+           "series": series if len(series) > 1 else None}
+    if out is not None:
+        out = Path(out)
+        record.write_json(out / "fit.json", _clean(fit))
+        fig = phase_figure(index, fit)
+        record.atomic_write(out / "phase.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return fit
+
+
+def _clean(o: Any) -> Any:
+    """JSON-safe: NaN / inf become null, numpy scalars become Python numbers."""
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f" [{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def format_fit(fit: dict) -> str:
+    """The critical-size table and both fits, as printed at the end of a sweep."""
+    lines = [f"critical training size n*: smallest size at which >= {QUORUM:.0%} of the seeds reach test accuracy "
+             f">= {fit['threshold']} (interpolated in log n)",
+             f"{'group':>10} {'M':>4} {'n*':>8} {'bracket':>16} {'n*/M^2':>8} {'Li2 n_c':>8} {'Li2 frac':>8} {'n*/n_c':>7}"]
+    for p in fit["points"]:
+        br = p["bracket"] or [None, None]
+        brs = f"[{'' if br[0] is None else f'{br[0]:.0f}'}, {'' if br[1] is None else f'{br[1]:.0f}'}]"
+        if p["n_crit"] is None:
+            ncrit = "<=" + f"{br[1]:.0f}" if p["censored"] == "below" else ">" + f"{br[0]:.0f}"
+            lines.append(f"{p['group']:>10} {p['order']:>4} {ncrit:>8} {brs:>16} {'':>8} {p['li2_n']:>8.1f} {p['li2_frac']:>8.3f} {'':>7}")
+        else:
+            lines.append(f"{p['group']:>10} {p['order']:>4} {p['n_crit']:>8.1f} {brs:>16} {p['frac_crit']:>8.3f} "
+                         f"{p['li2_n']:>8.1f} {p['li2_frac']:>8.3f} {p['ratio_li2']:>7.2f}")
+    ml, pw = fit.get("mlogm"), fit.get("power_law")
+    if ml:
+        lines.append(f"fit n* = c·M·ln M:          c = {ml['c']:.4g}{_ci(ml['c_ci95'])} (95% CI, {ml['points']} groups)"
+                     f"   Li2 code: c = {fit['li2_c']}")
+    else:
+        lines.append("fit n* = c·M·ln M: no group has an uncensored critical size")
+    pl = fit.get("power_logm")
+    if pl:
+        lines.append(f"fit n* = c·M^α·ln M:        c = {pl['c']:.3g}{_ci(pl['c_ci95'])}, α = {pl['alpha']:.3f}{_ci(pl['alpha_ci95'])}"
+                     "   Li2: α = 1")
+    if pw:
+        lines.append(f"fit n* = c·M^α·(ln M)^β:    c = {pw['c']:.3g}{_ci(pw['c_ci95'])}, α = {pw['alpha']:.3f}{_ci(pw['alpha_ci95'])}, "
+                     f"β = {pw['beta']:.3f}{_ci(pw['beta_ci95'])}" + (f" (corr(α, β) = {pw['corr_alpha_beta']:.2f})" if pw.get("corr_alpha_beta") is not None else ""))
+    else:
+        lines.append("fit n* = c·M^α·(ln M)^β: needs 3 or more groups with an uncensored critical size")
+    if fit.get("series"):
+        lines.append(f"({len(fit['series'])} series; the table shows the first: {fit['points'][0]['series'] if fit['points'] else ''})")
+    return "\n".join(lines)
+
+
+def phase_figure(index, fit: dict):
+    """Left: the phase diagram, group (rows, by order M) against training fraction (log), colour =
+    final test accuracy averaged over seeds, the Li2 critical fraction n_c/M² drawn over it and the
+    measured n*/M². Right: n* against M with the Li2 line and both fits. Matplotlib, no display."""
+    import matplotlib
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    cols = _columns(index)
+    pts = fit["points"]
+    first = pts[0]["series"] if pts else None
+    fig = Figure(figsize=(13, 5.2))
+    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.18, top=0.88, wspace=0.28)
+    ax, ax2 = fig.subplots(1, 2)
+    cmap, norm = matplotlib.colormaps["RdYlGn"], Normalize(0, 1)
+    _, skeys = series_of(cols) if len(cols.get("member_id", [])) else ([], [])
+    acc = _f(cols.get("final_test_acc", np.array([])))
+    frac = _f(cols["train_frac"]) if "train_frac" in cols else _f(cols["n_train"]) / _f(cols["order"]) ** 2
+    fmin, fmax = np.inf, 0.0
+    for r, p in enumerate(pts):
+        rows = np.array([gg == p["group"] and (first is None or k == tuple(first.values())) for gg, k in zip(cols["group"], skeys)])
+        fr = np.round(frac[rows], 9)
+        xs = np.unique(fr)
+        means = np.array([np.nanmean(np.where(np.isfinite(acc[rows][fr == v]), acc[rows][fr == v], 0.0)) for v in xs])
+        lx = np.log(xs)
+        edges = np.concatenate([[lx[0] - (lx[1] - lx[0]) / 2 if len(lx) > 1 else lx[0] - 0.1],
+                                (lx[1:] + lx[:-1]) / 2, [lx[-1] + (lx[-1] - lx[-2]) / 2 if len(lx) > 1 else lx[-1] + 0.1]])
+        for j, mval in enumerate(means):
+            lo, hi = math.exp(edges[j]), math.exp(edges[j + 1])
+            ax.add_patch(Rectangle((lo, r - 0.45), hi - lo, 0.9, color=cmap(norm(mval)), lw=0))
+        fmin, fmax = min(fmin, math.exp(edges[0])), max(fmax, math.exp(edges[-1]))
+    if pts:
+        rows_y = np.arange(len(pts))
+        ax.plot([p["li2_frac"] for p in pts], rows_y, "k--", marker="|", ms=14, lw=1.5, label=f"Li2: n_c/M² ({science.CRITICAL_CONST}·M ln M)")
+        meas = [(p["frac_crit"], r) for r, p in enumerate(pts) if p["frac_crit"] is not None]
+        if meas:
+            ax.plot(*zip(*meas), "o", mfc="white", mec="black", ms=7, label="measured n*/M²")
+        ax.set_xscale("log")
+        ax.set_xlim(fmin, fmax)
+        ax.set_ylim(-0.5, len(pts) - 0.5)
+        ax.set_yticks(rows_y, [f"{p['group']} (M={p['order']})" for p in pts])
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlabel("training fraction n / M²", labelpad=1)
+    ax.set_title("phase diagram: final test accuracy, mean over seeds")
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="test accuracy")
+
+    good = [p for p in pts if p["n_crit"] is not None]
+    if pts:
+        Ms = np.array([p["order"] for p in pts], float)
+        grid = np.geomspace(Ms.min() * 0.9, Ms.max() * 1.1, 60)
+        ax2.loglog(grid, science.CRITICAL_CONST * grid * np.log(grid), "k--", label=f"Li2: {science.CRITICAL_CONST}·M ln M")
+        ml = fit.get("mlogm")
+        if ml:
+            ax2.loglog(grid, ml["c"] * grid * np.log(grid), "C3-", label=f"fit: {ml['c']:.3g}·M ln M")
+        pl = fit.get("power_logm")
+        if pl:
+            ax2.loglog(grid, pl["c"] * grid ** pl["alpha"] * np.log(grid), "C0:",
+                       label=f"fit: {pl['c']:.3g}·M^{pl['alpha']:.2f}·ln M")
+        if good:
+            Mg = np.array([p["order"] for p in good], float)
+            ng = np.array([p["n_crit"] for p in good])
+            lo = ng - np.array([p["bracket"][0] for p in good])
+            hi = np.array([p["bracket"][1] for p in good]) - ng
+            ax2.errorbar(Mg, ng, yerr=[lo, hi], fmt="o", color="C3", capsize=3, label="measured n* (bar: grid bracket)")
+        for p in pts:
+            if p["censored"] == "above":
+                ax2.plot(p["order"], p["bracket"][0], "^", color="gray")
+            elif p["censored"] == "below":
+                ax2.plot(p["order"], p["bracket"][1], "v", color="gray")
+        ax2.legend(fontsize=8)
+    if pts:
+        from matplotlib.ticker import FixedLocator, NullLocator
+
+        ticks = sorted({p["order"] for p in pts})
+        ax2.xaxis.set_major_locator(FixedLocator(ticks))
+        ax2.xaxis.set_minor_locator(NullLocator())
+        ax2.set_xticklabels([str(t) for t in ticks])
+    ax2.set_xlabel("group order M")
+    ax2.set_ylabel("critical number of training pairs n*")
+    ax2.set_title("critical data size against the Li2 prediction")
+    fig.suptitle("groklab sweep: memorization vs generalization" + (f" ({first})" if first else ""))
+    return fig

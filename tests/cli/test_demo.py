@@ -1,0 +1,25 @@
+"""`groklab demo` end to end on a small stand-in for its two runs (the real ones take ~40 s)."""
+
+from __future__ import annotations
+
+import json
+
+from groklab.cli import demo as demo_mod
+
+
+def test_demo_writes_runs_curves_report_and_tells_the_li2_story(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo_mod, "DEMO_RUNS", {
+        "grok": {"group": "Z11", "frac": 0.8, "width": 48, "lr": 1e-2, "steps": 300, "seeds": (0, 1)},
+        "memorize": {"group": "Z11", "frac": 0.2, "width": 48, "lr": 1e-2, "steps": 300, "seeds": (0, 1)},
+    })
+    runs = demo_mod.demo(tmp_path / "d", quiet=True)
+    for name in ("grok", "memorize"):
+        folder = tmp_path / "d" / name
+        assert (folder / "analysis.parquet").is_file() and not (folder / "INCOMPLETE").exists()
+        s = json.loads((folder / "summary.json").read_text())
+        assert s["stages"]["members"] and s["analysis"]["n_features"] == 5  # Z11: 5 frequencies
+    assert (tmp_path / "d" / "curves.png").stat().st_size > 10_000 and (tmp_path / "d" / "report.html").is_file()
+    grok = demo_mod.li2_story(runs["grok"])
+    assert grok.startswith("stages (median over seeds) lazy 0–") and grok.endswith("of 5")
+    out = capsys.readouterr().out
+    assert "grok: stages" in out and "memorize: stages" in out and "irreps (frequencies) covered at step 300" in out
