@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     from groklab.cli.sweep import add_parser as add_sweep_parser
     from groklab.cli.theory import add_parsers as add_theory_parsers
 
-    from .cli_posttrain import add_parser as add_posttrain_parser
+    from groklab.cli.posttrain import add_parser as add_posttrain_parser
 
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
@@ -186,7 +186,7 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_posttrain(ns: argparse.Namespace, argv: list[str]) -> int:
-    from .cli_posttrain import cmd
+    from groklab.cli.posttrain import cmd
 
     return cmd(ns, argv)
 

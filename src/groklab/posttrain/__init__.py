@@ -11,10 +11,10 @@ gate of the update (diagnostics.py). docs/posttrain.md has the method and result
     >>> cfg = PosttrainConfig.small()       # run_posttrain(cfg, "runs/posttrain") writes the folders
 """
 
-from .config import ARMS, BASELINES, PosttrainConfig
-from .diagnostics import matrix_diagnostics, principal_angles
-from .experiment import run_posttrain
-from .rules import RuleTask, make_rule_task
+from groklab.posttrain.config import ARMS, BASELINES, PosttrainConfig
+from groklab.posttrain.diagnostics import matrix_diagnostics, principal_angles
+from groklab.posttrain.experiment import run_posttrain
+from groklab.posttrain.rules import RuleTask, make_rule_task
 
 __all__ = ["PosttrainConfig", "ARMS", "BASELINES", "run_posttrain", "make_rule_task", "RuleTask",
            "matrix_diagnostics", "principal_angles"]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import bad_value, check
+from groklab.errors import bad_value, check
 
 __all__ = ["PosttrainConfig", "ARMS", "BASELINES"]
 

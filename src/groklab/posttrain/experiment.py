@@ -28,14 +28,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .. import __version__
-from ..record import atomic_write, check_out_dir, write_json
-from . import objectives as obj
-from .config import PosttrainConfig
-from .diagnostics import DIAGNOSTICS, chance_share, matrix_diagnostics
-from .model import ChainTransformer
-from .rules import RuleTask, make_rule_task
-from .summary import summarize
+from groklab.posttrain import objectives as obj
+from groklab.posttrain.config import PosttrainConfig
+from groklab.posttrain.diagnostics import DIAGNOSTICS, chance_share, matrix_diagnostics
+from groklab.posttrain.model import ChainTransformer
+from groklab.posttrain.rules import RuleTask, make_rule_task
+from groklab.posttrain.summary import summarize
+from groklab.science import VERSION as __version__
+from groklab.train.record import atomic_write, check_out_dir, write_json
 
 __all__ = ["run_posttrain", "train_base", "post_train"]
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import bad_value
-from ..tasks import make_task
+from groklab.errors import bad_value
+from groklab.tasks import make_task
 
 __all__ = ["RuleTask", "make_rule_task", "rule_tables", "chain_answers"]
 

@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
-from .config import PosttrainConfig
-from .diagnostics import DIAGNOSTICS
+from groklab.posttrain.config import PosttrainConfig
+from groklab.posttrain.diagnostics import DIAGNOSTICS
 
 __all__ = ["summarize", "interval", "CLAIMS"]
 

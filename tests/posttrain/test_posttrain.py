@@ -230,7 +230,7 @@ TINY = ["--group", "Z7", "--seeds", "0,1", "--pools", "0,8", "--base-steps", "60
 
 def test_cli_writes_run_folders_and_report(tmp_path, capsys):
     from groklab.cli import main
-    from groklab.report_common import read_json, read_parquet
+    from groklab.report.common import read_json, read_parquet
 
     out = tmp_path / "pt"
     assert main(["posttrain", *TINY, "--out", str(out)]) == 0

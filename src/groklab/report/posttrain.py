@@ -4,7 +4,7 @@ direction (seed intervals). HTML via report_common (Plotly inline, offline) plus
 
 Reads only the folder's files (config.json, summary.json, <arm>/metrics.parquet,
 <arm>/weights.parquet); every problem with them is a one-line GroklabError naming the path, before
-anything is written. This module becomes report/posttrain.py when the layout restructure lands.
+anything is written.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GroklabError
-from .report_common import PALETTE, cell, esc, fmt, kv_table, note, page, plotly_div, png_bytes, read_json, read_parquet, require_columns, table, write_atomic
+from groklab.errors import GroklabError
+from groklab.report.common import PALETTE, cell, esc, fmt, kv_table, note, page, plotly_div, png_bytes, read_json, read_parquet, require_columns, table, write_atomic
 
 __all__ = ["report_posttrain"]
 

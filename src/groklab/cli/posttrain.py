@@ -6,8 +6,7 @@
     groklab posttrain --report DIR                                   # re-render DIR/report.html
 
 Writes the run folders (groklab.posttrain.experiment) and DIR/report.html. Bad input raises
-GroklabError before anything is written (one line, exit 2). This module becomes cli/posttrain.py
-when the layout restructure lands; it exposes add_parser(sub) and cmd(ns, argv).
+GroklabError before anything is written (one line, exit 2). Exposes add_parser(sub) and cmd(ns, argv).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .errors import GroklabError
+from groklab.errors import GroklabError
 
 def _seeds(text: str) -> tuple[int, ...]:
     """'0,1,2' or '0-4' -> seeds."""
@@ -58,7 +57,7 @@ HELP = {
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """The verb's parser on `sub` (argparse subparsers; their parser_class reports errors in one line)."""
-    from .posttrain.config import PosttrainConfig
+    from groklab.posttrain.config import PosttrainConfig
 
     p = sub.add_parser("posttrain", help="SFT vs RL (0/1 verifier) from one base on rule-variant group tasks; weight diagnostics")
     p.add_argument("spec", nargs="?", help="YAML or JSON file of PosttrainConfig fields (options override it)")
@@ -92,7 +91,7 @@ def _load_spec(path: str) -> dict:
 
 
 def config_from_args(ns: argparse.Namespace):
-    from .posttrain.config import PosttrainConfig
+    from groklab.posttrain.config import PosttrainConfig
 
     base = PosttrainConfig.small() if ns.preset == "small" else PosttrainConfig()
     d = base.to_dict()
@@ -103,7 +102,7 @@ def config_from_args(ns: argparse.Namespace):
 
 
 def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
-    from .report_posttrain import report_posttrain
+    from groklab.report.posttrain import report_posttrain
 
     if ns.report:
         print(report_posttrain(Path(ns.report)))
@@ -111,7 +110,7 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
     cfg = config_from_args(ns)
     if not ns.out:
         raise GroklabError("--out: required (a new folder for the run folders)")
-    from .posttrain.experiment import run_posttrain
+    from groklab.posttrain.experiment import run_posttrain
 
     summary = run_posttrain(cfg, ns.out, argv=argv, quiet=ns.quiet)
     html = report_posttrain(Path(ns.out))
