@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SFT vs RL on rule-variant group tasks (docs/posttrain.md): the commands behind every number there.
 #
-#   scripts/posttrain_compare.sh small [OUT]   # the committed numbers: 3 reduced comparisons, ~5 min each on 1 core
+#   scripts/posttrain_compare.sh small [OUT]   # the committed numbers: 2 reduced comparisons, ~5-10 min each on 1 core
 #   scripts/posttrain_compare.sh full  [OUT]   # the full-size comparison (defaults of PosttrainConfig), ~20 min on 1 core
 #
 # Each call writes run folders and a report.html per comparison under OUT (default runs/posttrain).
@@ -14,11 +14,13 @@ gl() { "$py" -m groklab.cli posttrain "$@"; }
 case "$what" in
   small)
     gl --preset small --out "$out/small-h2"                           # 2-step answers, r0 = a + 2b (mod 17)
-    gl --preset small --hops 1 --out "$out/small-h1"                  # 1-step answers (PG = pi(y*) x SFT in expectation)
     gl --preset small --r0 relabel:3 --out "$out/small-h2-relabel"    # r0: the last 3 elements read as the one below
     ;;
   full)
     gl --out "$out/full-h2"
     ;;
-  *) echo "usage: $0 small|full [OUT]" >&2; exit 2 ;;
+  h1)  # 1-step answers: the base must grok unseen pairs first (see docs/posttrain.md); not in the committed numbers
+    gl --preset small --hops 1 --base-steps 20000 --out "$out/small-h1"
+    ;;
+  *) echo "usage: $0 small|full|h1 [OUT]" >&2; exit 2 ;;
 esac
