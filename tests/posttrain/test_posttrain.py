@@ -266,3 +266,17 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys, args, msg):
     assert main(["posttrain", *TINY, *args, "--out", str(out)]) == 2
     assert msg in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_t_quantiles_and_interval_against_scipy():
+    from scipy.stats import t
+
+    from groklab.posttrain.summary import interval, t975
+
+    for df in (1, 4, 30, 31, 60, 1000):
+        assert t975(df) == pytest.approx(t.ppf(0.975, df), rel=1e-4 if df > 30 else 1e-10)
+    x = np.array([0.1, 0.3, 0.2, 0.6])
+    iv = interval(x)
+    assert iv["mean"] == pytest.approx(0.3) and iv["n"] == 4
+    assert iv["ci95"] == pytest.approx(t.ppf(0.975, 3) * x.std(ddof=1) / 2, rel=1e-9)
+    assert interval(np.array([0.5]))["ci95"] is None and interval(np.array([np.nan]))["n"] == 0
