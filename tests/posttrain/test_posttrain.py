@@ -280,3 +280,37 @@ def test_t_quantiles_and_interval_against_scipy():
     assert iv["mean"] == pytest.approx(0.3) and iv["n"] == 4
     assert iv["ci95"] == pytest.approx(t.ppf(0.975, 3) * x.std(ddof=1) / 2, rel=1e-9)
     assert interval(np.array([0.5]))["ci95"] is None and interval(np.array([np.nan]))["n"] == 0
+
+
+def test_matched_r0_gain_interpolates_r1_at_the_crossing():
+    """Hand-made curves: SFT's r0 rises 0.5 -> 0.9 by step 2, RL's 0.5 -> 0.7 by step 4. The matched
+    gain is half the smaller final gain (0.1); r1 is read where each crosses r0 = 0.6."""
+    from groklab.posttrain.diagnostics import DIAGNOSTICS
+    from groklab.posttrain.summary import summarize
+
+    cfg = PosttrainConfig(arms=("sft", "rl"), pools=(0,), seeds=(0, 1), eval_every=2, post_steps=4, samples=16)
+    steps = [0, 2, 4]
+    curves = {"sft": ([0.5, 0.9, 0.9], [0.8, 0.4, 0.3]), "rl": ([0.5, 0.55, 0.7], [0.8, 0.7, 0.5])}
+    m = {k: [] for k in ("step", "arm", "pool", "seed", "acc_r0", "acc_r1", "acc_pool", "reward", "loss", "kl")}
+    w = {k: [] for k in ("step", "arm", "pool", "seed", "matrix", "rows", "cols", "chance_share", *DIAGNOSTICS)}
+    for arm, (r0, r1) in curves.items():
+        for seed in (0, 1):
+            for i, st in enumerate(steps):
+                for k, v in (("step", st), ("arm", arm), ("pool", 0), ("seed", seed), ("acc_r0", r0[i]),
+                             ("acc_r1", r1[i]), ("acc_pool", 1.0), ("reward", 0.0), ("loss", 0.0), ("kl", 0.0)):
+                    m[k].append(v)
+                for k, v in (("step", st), ("arm", arm), ("pool", 0), ("seed", seed), ("matrix", "W"), ("rows", 2),
+                             ("cols", 2), ("chance_share", 0.25), *((d, float(st)) for d in DIAGNOSTICS)):
+                    w[k].append(v)
+    s = summarize(cfg, m, w, arms=cfg.arms)
+    g = {x["arm"]: x for x in s["groups"]}
+    assert g["sft"]["matched"]["r0_gain"] == pytest.approx(0.1)
+    # SFT crosses 0.6 a quarter of the way from step 0 to 2: r1 = 0.8 + 0.25 (0.4 - 0.8) = 0.7 -> -0.1
+    assert g["sft"]["matched"]["d_acc_r1"]["mean"] == pytest.approx(-0.1)
+    assert g["sft"]["matched"]["step"]["mean"] == 2
+    # RL crosses 0.6 a third of the way from step 2 to 4: r1 = 0.7 + (1/3)(0.5 - 0.7) -> -0.1667
+    assert g["rl"]["matched"]["d_acc_r1"]["mean"] == pytest.approx(-0.1 - 0.2 / 3)
+    assert g["rl"]["matched"]["step"]["mean"] == 4 and g["rl"]["matched"]["dW_rel"]["mean"] == 4.0
+    final = {(c["matching"], c["metric"]): c for c in s["claims"]}
+    assert final[("final", "d_acc_r1")]["rl_minus_sft"]["mean"] == pytest.approx(0.2)  # -0.3 - (-0.5)
+    assert final[("matched r0 gain", "d_acc_r1")]["rl_minus_sft"]["mean"] == pytest.approx(-0.2 / 3)
