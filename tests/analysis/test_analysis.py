@@ -243,20 +243,3 @@ def test_run_with_analysis_is_live(tmp_path):
     # after the run: at every checkpoint (7 steps, between evaluations), by replay
     r = analyze_run(tmp_path / "b", every="ckpt")
     assert r.replay == "exact" and sorted(set(r.analysis["step"].to_pylist())) == [0, 5, 7, 14, 21, 28, 30]
-
-
-def test_muon_vs_adam_sweep_spec_is_valid():
-    """sweeps/muon_vs_adam.yaml: a base config plus a grid; every grid point is a valid RunConfig."""
-    import itertools
-    from pathlib import Path
-
-    import yaml
-
-    spec = yaml.safe_load((Path(__file__).parents[2] / "sweeps" / "muon_vs_adam.yaml").read_text())
-    assert set(spec) == {"base", "grid"} and spec["grid"]["opt"] == ["adam", "muon"]
-    keys = list(spec["grid"])
-    points = list(itertools.product(*(spec["grid"][k] for k in keys)))
-    assert len(points) == 40
-    for p in points:
-        cfg = RunConfig.from_flat({**spec["base"], **dict(zip(keys, p))})
-        assert cfg.model.width <= 2 * make_task(cfg.task.group).order - 2  # K at or below Li2 Thm 3's 2M - 2

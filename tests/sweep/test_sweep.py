@@ -282,3 +282,89 @@ def test_member_id_hashes_only_non_default_fields():
     older = {k: v for k, v in full.items() if k != "warmup"}  # what a version without the field wrote
     assert member_id(full) == member_id(older)
     assert member_id(full) != member_id({**full, "warmup": 10}) != member_id({**full, "lr": 1e-3})
+
+
+# ---- the Li2 analysis of sweep members (execution.analysis) ---------------------------------------------
+def _analysed_spec() -> dict:
+    return tiny(base={**tiny()["base"], "dtype": "float64"}, execution={"checkpoint_s": 0, "analysis": 20})
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("an") / "tiny"
+    sweep.run_sweep(_analysed_spec(), out, workers=1, analyze=False)
+    return out
+
+
+def test_sweep_analysis_is_kept_and_equals_a_single_run_analysis(analysed):
+    """Every member of a sweep run with `execution: {analysis: N}` has the Li2 analysis, measured
+    through its last step (stopped members included), and it equals `run_with_analysis` of that
+    member alone (float64) at the steps both measured."""
+    from groklab.analysis import run_with_analysis
+    from groklab.sweep.store import load_analysis
+
+    an = load_analysis(analysed).to_pandas()
+    index = pq.read_table(analysed / "index.parquet").to_pandas()
+    assert set(an.member_id) == set(index.member_id) and not any((analysed / "jobs").iterdir())  # job folders gone
+    last = an.groupby("member_id").step.max()
+    assert (last.loc[index.member_id].to_numpy() == index.last_step.to_numpy()).all()
+    assert (index.last_step < 60).any()  # some were stopped early, and still measured at their end
+    plan = sweep.load_spec(_analysed_spec())
+    for m in (plan.members[0], plan.members[-1]):
+        flat = {k: v for k, v in m.flat.items() if k != "seed"}
+        solo = run_with_analysis(RunConfig.from_flat({**flat, "seeds": (m.seed,)}), out=None, every=20).analysis.to_pandas()
+        mine = an[an.member_id == m.id].set_index("step")
+        common = sorted(set(mine.index) & set(solo.step))
+        assert len(common) >= 3
+        for k in ("irreps_covered", "units_pure", "purity_mean", "energy_weighted", "gf_norm", "w_rel_change"):
+            np.testing.assert_allclose(mine.loc[common, k].to_numpy(), solo.set_index("step").loc[common, k].to_numpy(),
+                                       rtol=1e-7, atol=1e-9, err_msg=k)
+
+
+def test_sweep_analysis_survives_a_crash_and_resume(analysed, tmp_path, monkeypatch):
+    """A job that crashes after its step-20 checkpoint resumes with its analysis rows up to there:
+    the finished analysis equals the uninterrupted one."""
+    from groklab.sweep.store import load_analysis
+
+    out = tmp_path / "crash"
+    real = sweep_exec.run_job
+    crashed: set[str] = set()
+
+    def crashing(out_, job, flats, on_eval=None):
+        def hook(jid, st, m):
+            if st.step == 30 and jid not in crashed:
+                crashed.add(jid)
+                raise Crash
+        return real(out_, job, flats, on_eval=hook)
+
+    monkeypatch.setattr(sweep_exec, "run_job", crashing)
+    for _ in range(6):
+        try:
+            sweep.run_sweep(_analysed_spec(), out, workers=1, analyze=False)
+            break
+        except Crash:
+            assert len(list((out / "jobs").glob("*/analysis_state.pt"))) == 1
+    assert len(crashed) >= 2
+    key = ["member_id", "step"]
+    a = load_analysis(out).to_pandas().sort_values(key).reset_index(drop=True)
+    b = load_analysis(analysed).to_pandas().sort_values(key).reset_index(drop=True)
+    assert a.equals(b)
+
+
+def test_sweep_analysis_setting_is_checked(tmp_path):
+    with pytest.raises(GroklabError, match="execution.analysis.*multiple of every member's eval_every"):
+        sweep.load_spec(tiny(execution={"analysis": 15}))
+    with pytest.raises(GroklabError, match="execution.analysis"):
+        sweep.load_spec(tiny(execution={"analysis": "often"}))
+    with pytest.raises(GroklabError, match="no analysis/ files"):
+        from groklab.sweep.store import load_analysis
+
+        load_analysis(tmp_path)
+
+
+def test_muon_vs_adam_spec_loads():
+    """sweeps/muon_vs_adam.yaml loads (it once failed on `grid.seeds`): 80 members, K = 2M − 2 and
+    M − 1 per group, the analysis on."""
+    sp = sweep.load_spec(ROOT / "sweeps" / "muon_vs_adam.yaml")
+    assert len(sp.members) == 80 and sp.execution["analysis"] == 50
+    assert {(m.flat["group"], m.flat["width"]) for m in sp.members} == {("Z23", 44), ("Z23", 22), ("Z31", 60), ("Z31", 30)}

@@ -32,13 +32,41 @@ def test_gather_forward_equals_onehot_matmul(act):
     torch.testing.assert_close(model(a, b), onehot_reference(model, a, b), rtol=1e-12, atol=1e-12)
 
 
-def test_init_is_torch_linear_default_per_seed():
-    """Member e is drawn from seed e with nn.Linear's bounds: |W| <= 1/sqrt(M), |V| <= 1/sqrt(K)."""
-    m2 = Li2Net(11, 32, "sqr", [3, 5])
-    m1 = Li2Net(11, 32, "sqr", [5])
+def _linear_init(g: torch.Generator, fan_out: int, fan_in: int) -> torch.Tensor:
+    """nn.Linear(fan_in, fan_out, bias=False).reset_parameters(), drawn from generator g."""
+    w = torch.empty(fan_out, fan_in)
+    return torch.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+
+
+@pytest.mark.parametrize("init_scale", ["joint", "per-operand"])
+def test_init_is_torch_linear_default_per_seed(init_scale):
+    """Member e is drawn from seed e exactly as the Li2 code's modules would be: "joint" = the current
+    code's W = nn.Linear(2M, K) then V = nn.Linear(K, M); "per-operand" = the older layera, layerb =
+    nn.Linear(M, K), then layerc. Compared with torch's own nn.Linear init, bit for bit."""
+    M, K = 11, 32
+    m2 = Li2Net(M, K, "sqr", [3, 5], init_scale=init_scale)
+    m1 = Li2Net(M, K, "sqr", [5], init_scale=init_scale)
     torch.testing.assert_close(m2.export()["W"][1], m1.export()["W"][0], rtol=0, atol=0)
-    assert m2.Wa.abs().max() <= 11 ** -0.5 and m2.V.abs().max() <= 32 ** -0.5
-    assert not torch.equal(m2.Wa[0], m2.Wa[1])
+    g = torch.Generator().manual_seed(5)
+    if init_scale == "joint":
+        W = _linear_init(g, K, 2 * M)
+    else:
+        W = torch.cat([_linear_init(g, K, M), _linear_init(g, K, M)], dim=1)
+    V = _linear_init(g, M, K)
+    torch.testing.assert_close(m1.export()["W"][0], W, rtol=0, atol=0)
+    torch.testing.assert_close(m1.export()["V"][0], V, rtol=0, atol=0)
+    bound = (2 * M) ** -0.5 if init_scale == "joint" else M ** -0.5
+    assert m2.W.abs().max() <= bound and m2.W.abs().max() > 0.95 * bound and m2.V.abs().max() <= K ** -0.5
+
+
+def test_init_scale_default_and_errors():
+    from groklab.errors import GroklabError
+
+    assert RunConfig().model.init_scale == "joint"
+    with pytest.raises(GroklabError, match="--init-scale 'fan-in'.*joint, per-operand"):
+        RunConfig.from_flat({"init_scale": "fan-in"})
+    with pytest.raises(GroklabError, match="--init-scale 'per-operand'.*li2 only"):
+        RunConfig.from_flat({"model": "embed-mlp", "init_scale": "per-operand"})
 
 
 def test_gradients_match_autograd_of_onehot_reference_float64():
@@ -175,18 +203,93 @@ def test_newton_schulz_is_batched_and_near_orthogonal():
         assert torch.nn.functional.cosine_similarity((U @ Vh).flatten(), X[e].flatten(), dim=0) > 0.98
 
 
-def test_muon_update_scale_and_decay():
-    """One Muon step from zero momentum: p <- (1 - lr wd) p - lr sqrt(max(1, r/c)) NS((1-β) g)."""
-    p = torch.randn(2, 8, 4, dtype=torch.float64, requires_grad=True)
-    p0 = p.detach().clone()
-    g = torch.randn_like(p0)
-    lr, wd = torch.tensor([0.1, 0.2], dtype=torch.float64), torch.tensor([0.5, 0.0], dtype=torch.float64)
-    opt = Muon([p], lr, wd, beta=0.9)
+# ---- the Li2 code's Muon, transcribed from luckmatters ssl/real-dataset/cogo/muon_opt.py ------------------
+# (zeropower_via_newtonschulz5, muon_update, MuonEnhanced.step) with the arguments
+# modular_addition_simple2.py passes: beta1=0.9, beta2=0.99, nesterov=False, use_bf16=False,
+# update_rms_compensate=False, update_spectral_compensate=False, decay_after_update=False; on the
+# single first layer W = nn.Linear(2M, K) (weight K x 2M), with torch.optim.Adam on V.
+def _ref_zeropower_ns5(G):
+    X = G
+    if G.size(-2) > G.size(-1):
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for a, b, c in ((4.01, -9.22, 5.80), (3.49, -6.38, 3.23), (3.34, -6.21, 3.20), (3.64, -7.48, 4.43), (3.46, -5.35, 2.85)):
+        A = X @ X.mT
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    if G.size(-2) > G.size(-1):
+        X = X.mT
+    return X
+
+
+@torch.no_grad()
+def _ref_muon_step(p, grad, momentum, lr, wd, beta1=0.9, beta2=0.99):
+    compensation_coeff = 1  # neither update_spectral_compensate nor update_rms_compensate
+    if wd != 0:  # and not decay_after_update
+        p.mul_(1 - lr * wd)
+    momentum.lerp_(grad, 1 - beta2)
+    grad.copy_(momentum)  # nesterov=False
+    grad = _ref_zeropower_ns5(grad)
+    grad.mul_(compensation_coeff)
+    p.add_(grad.reshape(p.shape), alpha=-lr)
+
+
+def _ref_mse(o, labels):
+    """The Li2 code's compute_loss(..., "mse") for one output head."""
+    o0 = o - o.mean(dim=1, keepdim=True)
+    return o0.pow(2).sum(dim=1).mean() - 2 * o0.gather(1, labels.unsqueeze(1)).mean() + 1 - 1.0 / o.shape[1]
+
+
+@pytest.mark.parametrize("width", [16, 40])  # K < 2M (wide W) and K > 2M (tall W: NS5 transposes)
+def test_muon_equals_the_li2_codes_muon_for_20_float64_steps(width):
+    """groklab `--opt muon` against an independent transcription of the Li2 code's training step
+    (one-hot concat -> nn.Linear(2M, K) -> x² -> nn.Linear(K, M), MuonEnhanced on W, Adam on V),
+    from the same init on the same training pairs: 20 float64 steps agree to 1e-10 relative."""
+    M, lr, wd, steps = 11, 1e-2, 0.05, 20
+    cfg = RunConfig.from_flat({"group": "Z11", "frac": 0.5, "width": width, "opt": "muon", "lr": lr, "wd": wd,
+                               "steps": steps, "eval_every": steps, "dtype": "float64", "seeds": (0,)})
+    job = make_job(cfg, make_task("Z11"))
+    st = train(job)
+    got = st.model.export()
+    # the reference, from groklab's float32 init cast to float64 (the init is not under test here)
+    init = Li2Net(M, width, "sqr", [0]).double().export()
+    W = torch.nn.Linear(2 * M, width, bias=False).double()
+    V = torch.nn.Linear(width, M, bias=False).double()
+    with torch.no_grad():
+        W.weight.copy_(init["W"][0])
+        V.weight.copy_(init["V"][0])
+    idx = torch.as_tensor(job.train_idx[0])
+    a, b = idx // M, idx % M
+    labels = torch.as_tensor(make_task("Z11").table.reshape(-1))[idx]
+    X = torch.cat([torch.eye(M, dtype=torch.float64)[a], torch.eye(M, dtype=torch.float64)[b]], dim=1)  # (n, 2M)
+    adam = torch.optim.Adam(V.parameters(), lr=lr, weight_decay=wd)
+    mom = torch.zeros_like(W.weight)
+    for _ in range(steps):
+        adam.zero_grad()
+        W.weight.grad = None
+        loss = _ref_mse(V(W(X).pow(2)), labels)
+        loss.backward()
+        adam.step()
+        _ref_muon_step(W.weight, W.weight.grad, mom, lr, wd)
+    for name, ref in (("W", W.weight), ("V", V.weight)):
+        rel = (got[name][0] - ref.detach()).norm() / ref.detach().norm()
+        assert rel <= 1e-10, f"{name}: relative difference {rel:.2e}"
+    moved = (W.weight.detach() - init["W"][0]).norm() / init["W"][0].norm()
+    assert moved > 0.1  # the steps are large enough for a wrong rule to show
+
+
+def test_muon_is_whole_matrix_not_per_operand_block():
+    """Negative control: one step of groklab's Muon differs from orthogonalising W_a and W_b
+    separately (the pre-issue-13 rule) — the reference test above would catch a return to it."""
+    g = torch.randn(1, 22, 40, dtype=torch.float64)
+    p = torch.zeros(1, 22, 40, dtype=torch.float64, requires_grad=True)
+    opt = Muon([p], torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
     p.grad = g.clone()
     opt.step()
-    lr, wd = lr[:, None, None], wd[:, None, None]
-    expect = (1 - lr * wd) * p0 - lr * (8 / 4) ** 0.5 * newton_schulz(0.1 * g)
-    torch.testing.assert_close(p.detach(), expect.double(), rtol=1e-12, atol=1e-12)
+    whole = -newton_schulz(0.01 * g)
+    blocks = -torch.cat([newton_schulz(0.01 * g[:, :11]), newton_schulz(0.01 * g[:, 11:])], dim=1)
+    torch.testing.assert_close(p.detach(), whole, rtol=1e-12, atol=1e-12)
+    assert (whole - blocks).norm() / whole.norm() > 0.1
 
 
 def test_ridge_top_layer_is_least_squares():

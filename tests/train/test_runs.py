@@ -71,6 +71,39 @@ def test_init_file_starts_from_given_weights(tmp_path):
     assert second.metrics.to_pydict()["train_loss"][0] == pytest.approx(first.summary["members"][0]["final_train_loss"], rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", ["one", "per-member"])
+def test_init_file_float64_loads_bit_identically_under_float64(tmp_path, shape):
+    """--init FILE --dtype float64: the model starts from the file's float64 numbers exactly (the
+    file is loaded after the cast to float64, not rounded through float32); a float64 run from it
+    equals one from the same tensors handed to the engine directly."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    from groklab.train import api
+    from groklab.train.engine import init_state
+
+    g = torch.Generator().manual_seed(7)
+    E, K, M = 2, 32, 11
+    W = torch.randn(E, K, 2 * M, generator=g, dtype=torch.float64) / 5
+    V = torch.randn(E, M, K, generator=g, dtype=torch.float64) / 6
+    assert (W.float().double() != W).float().mean() > 0.99  # these numbers are not float32 numbers
+    f = tmp_path / "init.safetensors"
+    save_torch({"W": W[0], "V": V[0]} if shape == "one" else {"W": W, "V": V}, str(f))
+    cfg = RunConfig.from_flat({"group": "Z11", "frac": 0.5, "width": K, "steps": 3, "dtype": "float64",
+                               "seeds": (0, 1), "init": str(f)})
+    job = api.prepare(cfg)  # reads --init as `groklab run` does
+    st = init_state(job, torch.device("cpu"), torch.float64)
+    got = st.model.export()
+    want_W, want_V = (W[:1].expand(E, -1, -1), V[:1].expand(E, -1, -1)) if shape == "one" else (W, V)
+    assert got["W"].dtype == torch.float64
+    assert torch.equal(got["W"], want_W) and torch.equal(got["V"], want_V)  # bit-identical
+    r = run(cfg, tmp_path / "r")
+    assert r.metrics.to_pydict()["step"][0] == 0
+    w0 = torch.as_tensor(W[0] if shape == "one" else W[1])
+    # the recorded step-0 weight norm is the file's float64 norm (member 1)
+    assert r.metrics.to_pydict()["w_norm"][1] == pytest.approx(w0.norm().item(), rel=1e-13, abs=0)
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     t0 = time.time()
     while not path.exists():

@@ -106,7 +106,7 @@ class Analyzer:
         return step % self.every == 0 or step == self.last or step in self.early
 
     def on_eval(self, state, metrics: dict | None = None) -> None:
-        if state.step in self.done or not (self.due(state.step) or not state.active.any()):
+        if state.step in self.done:
             return
         rows = state.rows
         members = []
@@ -114,7 +114,9 @@ class Analyzer:
             if rows["step"][i] != state.step:
                 break
             members.append(rows["member"][i])
-        self._take(state, sorted(members))
+        # also a member's last evaluation (a stopping rule froze it here), so its final state is measured
+        if self.due(state.step) or any(not state.active[e] for e in members):
+            self._take(state, sorted(members))
 
     def on_checkpoint(self, state) -> None:
         if state.step not in self.done and self.due(state.step):

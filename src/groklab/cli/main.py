@@ -2,7 +2,7 @@
 
     groklab run --group Z97 --crit-mult 2 --steps 3000 --out runs/z97
     groklab run --resume runs/z97
-    groklab demo | bench | sweep | theory | analyze | report
+    groklab demo | bench | sweep | theory | analyze | report | superposition | posttrain
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "loss": (str, "|".join(LOSSES)),
     "ridge": (float, "solve the top layer in closed form with ridge λ every step (mse)"),
     "init": (str, "start from W, V in a .safetensors file"),
+    "init_scale": (str, "li2 first-layer init: joint = U(±1/√(2M)), the current Li2 code's nn.Linear(2M, K) (default); "
+                        "per-operand = U(±1/√M), its older layera/layerb"),
     "d_model": (int, "transformer width"), "n_heads": (int, "transformer heads"), "d_mlp": (int, "MLP width"),
     "opt": (str, "|".join(OPTIMIZERS)),
     "lr": (float, "learning rate (default 1e-3)"), "wd": (float, "weight decay (default 1e-4)"),
@@ -121,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     from groklab.cli.theory import add_parsers as add_theory_parsers
 
     from groklab.cli.posttrain import add_parser as add_posttrain_parser
+    from groklab.cli.superposition import add_parser as add_superposition_parser
 
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
-    add_posttrain_parser(sub)
+    add_superposition_parser(sub, _Parser)
+    add_posttrain_parser(sub, _Parser)
     return p
 
 
@@ -185,6 +189,12 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return analyze_cmd(ns, argv)
 
 
+def cmd_superposition(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.cli.superposition import cmd as superposition_cmd
+
+    return superposition_cmd(ns, argv)
+
+
 def cmd_posttrain(ns: argparse.Namespace, argv: list[str]) -> int:
     from groklab.cli.posttrain import cmd
 
@@ -192,7 +202,8 @@ def cmd_posttrain(ns: argparse.Namespace, argv: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
-            "theory": cmd_theory, "analyze": cmd_analyze, "posttrain": cmd_posttrain}
+            "theory": cmd_theory, "analyze": cmd_analyze, "superposition": cmd_superposition,
+            "posttrain": cmd_posttrain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

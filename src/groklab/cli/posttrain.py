@@ -55,8 +55,9 @@ HELP = {
 }
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    """The verb's parser on `sub` (argparse subparsers; their parser_class reports errors in one line)."""
+def add_parser(sub, parser_class=None) -> argparse.ArgumentParser:
+    """The verb's parser on `sub` (argparse subparsers, whose parser_class reports errors in one line).
+    `parser_class` is accepted for the verb table's uniform call; this verb has no nested subparsers."""
     from groklab.posttrain.config import PosttrainConfig
 
     p = sub.add_parser("posttrain", help="SFT vs RL (0/1 verifier) from one base on rule-variant group tasks; weight diagnostics")

@@ -27,7 +27,7 @@ def build_model(cfg: ModelConfig, order: int, seeds: Sequence[int]) -> nn.Module
     """Build the ensemble on the CPU in float32 (init is device- and dtype-independent);
     the caller moves it with .to(device, dtype)."""
     if cfg.model == "li2":
-        return Li2Net(order, cfg.width, cfg.act, seeds)
+        return Li2Net(order, cfg.width, cfg.act, seeds, init_scale=cfg.init_scale)
     if cfg.model == "transformer":
         from groklab.models.transformer import Transformer
 

@@ -12,7 +12,7 @@ The columns of W_a and W_b are learned N-dimensional embeddings of a and b, summ
 layer is a gather, never a one-hot matmul. Width N = cfg.width, σ = cfg.act.
 
 How it differs from Li2Net (science.md §2): the function class is the same (one-hot -> W -> σ ->
-V, no bias). The parametrization is not: Li2Net draws W ~ U(±1/sqrt(M)), V ~ U(±1/sqrt(K)) (torch's
+V, no bias). The parametrization is not: Li2Net draws W ~ U(±1/sqrt(2M)) (or U(±1/sqrt(M)), init_scale), V ~ U(±1/sqrt(K)) (torch's
 nn.Linear default) and has no forward constants; EmbedMLP draws W, V ~ N(0, 1) and multiplies by
 1/sqrt(2M) and 1/N in the forward pass. Under Adam the update size is set in parameter units, so
 the constants change the effective per-layer learning rates and the effect of weight decay:
@@ -48,6 +48,6 @@ class EmbedMLP(Li2Net):
         super().__init__(order, cfg.width, cfg.act, seeds)
 
     @staticmethod
-    def init_member(g: torch.Generator, M: int, N: int) -> tuple[Tensor, Tensor]:
+    def init_member(g: torch.Generator, M: int, N: int, init_scale: str = "joint") -> tuple[Tensor, Tensor]:
         """W (N, 2M) on [e_a ; e_b] and V (M, N), both N(0, 1)."""
         return torch.randn(N, 2 * M, generator=g), torch.randn(M, N, generator=g)

@@ -10,11 +10,16 @@ first layer is a gather (index_select), never a one-hot matmul: O(K n) instead o
 
 Storage: W is kept transposed as one table (E, 2M, K) - one row of K weights per input symbol,
 rows 0..M-1 for the first operand - so the fused first layer (models/pairs.py) reads contiguous
-rows. `export()` writes the paper's layout W (E, K, 2M). Muon orthogonalises W_a and W_b
-separately, as the original code does per Linear (`muon_blocks`), with the logical (K, M) shape.
+rows. `export()` writes the paper's layout W (E, K, 2M). Muon orthogonalises each member's whole
+table at once: NS5(W^T) = NS5(W)^T, the current Li2 code's Muon on its single nn.Linear(2M, K).
 
-Init is PyTorch's nn.Linear default, as in the original code (layera/layerb = Linear(M, K),
-layerc = Linear(K, M)): uniform ±1/sqrt(fan_in), so W_a, W_b ~ U(±1/sqrt(M)), V ~ U(±1/sqrt(K)).
+Init is PyTorch's nn.Linear default (uniform ±1/sqrt(fan_in)), as in the original code, in one of
+its two revisions (science.md §2), chosen by `init_scale` (ModelConfig):
+  "joint"        (default) the current Li2 code: W = nn.Linear(2M, K), so W ~ U(±1/sqrt(2M)),
+                 drawn as one (K, 2M) matrix;
+  "per-operand"  the older layera/layerb revision (where the 2.7482 constant was set):
+                 W_a, W_b = nn.Linear(M, K) each, so W_a, W_b ~ U(±1/sqrt(M)), drawn W_a then W_b.
+V = nn.Linear(K, M) ~ U(±1/sqrt(K)) in both, drawn after W (the modules' construction order).
 Each member draws from its own seed, so member e of an ensemble equals a single run with seed e.
 """
 
@@ -40,23 +45,28 @@ class Li2Net(nn.Module):
     in_scale = 1.0  # h = in_scale · W x   (EmbedMLP changes these two constants)
     out_scale = 1.0  # o = out_scale · V f
 
-    def __init__(self, order: int, width: int, act: str, seeds: Sequence[int]):
+    def __init__(self, order: int, width: int, act: str, seeds: Sequence[int], init_scale: str = "joint"):
         super().__init__()
         K, M = width, order
         self.order, self.width, self.act_name = M, K, act
-        W, V = zip(*(self.init_member(member_generator(s), M, K) for s in seeds))
+        W, V = zip(*(self.init_member(member_generator(s), M, K, init_scale) for s in seeds))
         self.W = nn.Parameter(torch.stack(W).mT.contiguous())  # (E, 2M, K)
         self.V = nn.Parameter(torch.stack(V))  # (E, M, K)
-        self.W.muon_blocks = (M, K)  # Muon sees two matrices per member, W_a^T and W_b^T ...
-        self.W.muon_shape = (K, M)  # ... whose logical shape (for its scale) is K x M
 
     @staticmethod
-    def init_member(g: torch.Generator, M: int, K: int) -> tuple[Tensor, Tensor]:
-        """One member's W (K, 2M) and V (M, K), drawn in nn.Linear's order for layera, layerb, layerc."""
-        wa = torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g)
-        wb = torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g)
+    def init_member(g: torch.Generator, M: int, K: int, init_scale: str = "joint") -> tuple[Tensor, Tensor]:
+        """One member's W (K, 2M) and V (M, K), drawn in nn.Linear's order (W, then V).
+        "joint": W ~ U(±1/sqrt(2M)) as one (K, 2M) draw; "per-operand": W_a then W_b ~ U(±1/sqrt(M))."""
+        if init_scale == "joint":
+            w = torch.empty(K, 2 * M).uniform_(-(2 * M) ** -0.5, (2 * M) ** -0.5, generator=g)
+        elif init_scale == "per-operand":
+            wa = torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g)
+            wb = torch.empty(K, M).uniform_(-M ** -0.5, M ** -0.5, generator=g)
+            w = torch.cat([wa, wb], dim=1)
+        else:
+            raise ValueError(f"unknown init_scale {init_scale!r}")
         v = torch.empty(M, K).uniform_(-K ** -0.5, K ** -0.5, generator=g)
-        return torch.cat([wa, wb], dim=1), v
+        return w, v
 
     @property
     def Wa(self) -> Tensor:
@@ -87,8 +97,8 @@ class Li2Net(nn.Module):
         return o if self.out_scale == 1.0 else o * self.out_scale
 
     def muon_params(self) -> list[nn.Parameter]:
-        """Matrices Muon orthogonalises: W, as two blocks W_a and W_b (the original code applies it
-        per Linear layer)."""
+        """Matrices Muon orthogonalises: W, each member's whole (2M, K) table (= W^T, K x 2M in the
+        paper's layout), as the current Li2 code's Muon on its single nn.Linear(2M, K)."""
         return [self.W]
 
     def weight_norms(self) -> dict[str, Tensor]:

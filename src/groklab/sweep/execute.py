@@ -87,8 +87,11 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
         last = {"ckpt": time.monotonic(), "progress": 0.0}
         checkpoint_s = float(job["checkpoint_s"])
         steps = eng.cfg.train.steps
+        an = _analyzer(job, eng, jdir, state.step)
 
         def eval_hook(st, m):
+            if an is not None:
+                an.on_eval(st, m)
             now = time.monotonic()
             if now - last["progress"] >= PROGRESS_EVERY_S or st.step >= steps:
                 last["progress"] = now
@@ -103,12 +106,16 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
             if st.step % ckpt_every == 0 or now - last["ckpt"] >= checkpoint_s:
                 last["ckpt"] = now
                 record.save_checkpoint(jdir, st, eng)
+                if an is not None:  # the analysis so far, consistent with the checkpoint just saved
+                    _save_analyzer(an, jdir / store_mod.ANALYSIS_STATE, st.step)
 
         try:
             state = train(eng, state, device=device, on_eval=eval_hook, on_checkpoint=ckpt_hook,
                           should_stop=lambda: _STOP["requested"])
         except StopRequested as stop:  # Ctrl-C / SIGTERM: the state is between two steps, a valid checkpoint
             record.save_checkpoint(jdir, stop.state, eng)
+            if an is not None:
+                _save_analyzer(an, jdir / store_mod.ANALYSIS_STATE, stop.state.step)
             raise KeyboardInterrupt from None
         summary = record.summarize(state, eng, record.run_status(state))
         rows = _dedupe_rows(state.rows)
@@ -116,9 +123,49 @@ def run_job(out: str, job: dict, flats: list[dict], on_eval: Callable | None = N
         metrics = pa.table({"member_id": pa.array([ids[e] for e in rows["member"]], pa.string()),
                             "seed": pa.array(rows["seed"], pa.int64()), "step": pa.array(rows["step"], pa.int64()),
                             **{k: pa.array(rows[k], pa.float64()) for k in rows if k not in ("member", "seed", "step")}})
-        return {"summary": summary, "metrics": metrics, "n_pairs": eng.task.n_pairs, "finished": _now()}
+        res = {"summary": summary, "metrics": metrics, "n_pairs": eng.task.n_pairs, "finished": _now()}
+        if an is not None:
+            at = an.table()
+            mids = pa.array([ids[e] for e in at.column("member").to_pylist()], pa.string())
+            res["analysis"] = at.drop(["member"]).add_column(0, "member_id", mids)
+        return res
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _analyzer(job: dict, eng, jdir: Path, step: int):
+    """The live Li2 analysis of a job (execution.analysis), restored from jobs/<job>/ when the job
+    resumes from a checkpoint (its rows up to that checkpoint), else new; None when off."""
+    if not job.get("analysis"):
+        return None
+    import torch
+
+    from groklab.analysis import Analyzer
+
+    an = Analyzer(eng, int(job["analysis"]))
+    p = jdir / store_mod.ANALYSIS_STATE
+    if step > 0 and p.exists():
+        saved = torch.load(p, weights_only=False)
+        if saved["step"] == step:  # written right after the checkpoint it belongs to
+            an.rows, an.spectra, an.done = saved["rows"], saved["spectra"], set(saved["done"])
+            for k, v in saved["ref"].items():
+                setattr(an.probe, k, v.to(getattr(an.probe, "device", v.device)))
+            return an
+    if step > 0:
+        raise GroklabError(f"{jdir}: the checkpoint at step {step} has no matching {store_mod.ANALYSIS_STATE}; "
+                           f"delete {jdir} to run the job again from the start")
+    return an
+
+
+def _save_analyzer(an, path: Path, step: int) -> None:
+    """The analysis of a job up to `step` (its checkpoint's): rows, spectra, analysed steps, and
+    the probe's reference weights (the relative changes are measured from the first analysis)."""
+    import torch
+
+    probe = an.probe
+    ref = {k: getattr(probe, k).cpu() for k in ("w0", "v0") if getattr(probe, k, None) is not None}
+    data = {"step": int(step), "rows": an.rows, "spectra": an.spectra, "done": sorted(an.done), "ref": ref}
+    record.atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def _dedupe_rows(rows: dict[str, list]) -> dict[str, list]:

@@ -57,6 +57,10 @@ EXECUTION_DEFAULTS: dict[str, Any] = {
     "max_padding": 1.3,  # padded work / useful work at most (jobs above job_elements / 4)
     "threads": 1,  # torch threads per job; results depend on it (reduction order), so it is fixed here
     "checkpoint_s": 60.0,  # save a job's checkpoint at most this often (and at every ckpt_every)
+    # The Li2 analysis (analysis.replay.Analyzer), live: steps between analyses (a multiple of every
+    # member's eval_every), or null for none. Job folders are deleted when a job is done, so this is
+    # how sweep members get `groklab analyze`'s measures: analysis/<job>.parquet (docs/formats.md).
+    "analysis": None,
 }
 
 
@@ -226,6 +230,11 @@ def load_spec(spec: str | Path | dict, *, source: str | None = None) -> Spec:
         if m.id not in seen:  # the same member twice (grid and runs) runs once
             seen.add(m.id)
             members.append(m)
+    every = execution["analysis"]
+    for m in members:
+        if every is not None and every % m.cfg.train.eval_every:
+            raise _fail(f"{where}: execution.analysis", f"{every}: must be a multiple of every member's eval_every "
+                        f"(analyses are taken at evaluations); member {m.id} has eval_every {m.cfg.train.eval_every}", "analysis")
     return Spec(name, raw, members, execution, source)
 
 
@@ -246,6 +255,9 @@ def _check_execution(where: str, ex: dict) -> None:
             continue
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             raise _fail(f"{where}.{k}", f"{v!r}: must be an integer >= 1", k)
+    v = ex["analysis"]
+    if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        raise _fail(f"{where}.analysis", f"{v!r}: must be a number of steps >= 1 (a multiple of eval_every), or null", "analysis")
     for k, lo in (("max_padding", 1.0), ("checkpoint_s", 0.0)):
         v = ex[k]
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo):

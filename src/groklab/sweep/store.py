@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 
 from groklab.errors import GroklabError
 from groklab.science import VERSION as __version__
-from groklab.sweep.spec import FIELD_KINDS, Member, Spec, SweepResult, plan_jobs
+from groklab.sweep.spec import EXECUTION_DEFAULTS, FIELD_KINDS, Member, Spec, SweepResult, plan_jobs
 from groklab.train import record
 
 PLAN, INDEX, LOCK, PROGRESS, SPEC_FILE = "plan.json", "index.parquet", ".lock", "progress.json", "spec.yaml"
+ANALYSIS_DIR, ANALYSIS_STATE = "analysis", "analysis_state.pt"  # analysis/<job>.parquet; jobs/<job>/analysis_state.pt
 FORMAT_VERSION = 1
 PROGRESS_EVERY_S = 2.0
 
@@ -119,6 +120,8 @@ class Store:
             planned = plan["members"]
             new = [m for m in sp.members if m.id not in planned]
             ids = {m.id for m in sp.members}
+            # folders planned before an execution setting existed hold its default
+            plan["execution"] = {**EXECUTION_DEFAULTS, **plan["execution"]}
             same = ids == set(plan["spec_members"]) and plan["execution"] == sp.execution
             if same:
                 return plan, 0
@@ -157,6 +160,10 @@ class Store:
         (self.out / "results").mkdir(exist_ok=True)
         mt = res["metrics"].cast(metrics_schema())
         record.atomic_write(self.out / "metrics" / f"{job['id']}.parquet", lambda tmp: pq.write_table(mt, tmp))
+        if res.get("analysis") is not None:  # before the results file: a done job has its analysis
+            (self.out / ANALYSIS_DIR).mkdir(exist_ok=True)
+            at = res["analysis"]
+            record.atomic_write(self.out / ANALYSIS_DIR / f"{job['id']}.parquet", lambda tmp: pq.write_table(at, tmp))
         rows = []
         for mid, s in zip(job["members"], res["summary"]["members"]):
             flat = plan["members"][mid]
@@ -216,7 +223,8 @@ def _add_members(plan: dict, members: list[Member], execution: dict) -> int:
         plan["members"][m.id] = m.flat
     for j in plan_jobs(members, execution):
         plan["jobs"].append({"id": j.id, "members": list(j.members), "work": j.work, "steps": plan["members"][j.members[0]]["steps"],
-                             "threads": execution["threads"], "checkpoint_s": execution["checkpoint_s"]})
+                             "threads": execution["threads"], "checkpoint_s": execution["checkpoint_s"],
+                             "analysis": execution.get("analysis")})
     return len(members)
 
 
@@ -255,3 +263,14 @@ def load_results(out: Path) -> SweepResult:
     fit = record.read_json(out / "fit.json", str(out)) if (out / "fit.json").exists() else None
     png = out / "phase.png"
     return SweepResult(out, index, fit, png if png.exists() else None, len(plan["members"]))
+
+
+def load_analysis(out: Path) -> pa.Table:
+    """Every done job's analysis/<job>.parquet as one table (member_id, seed, step, the measures of
+    analysis.parquet, spectrum_<block>); GroklabError when the sweep ran without execution.analysis."""
+    out = Path(out)
+    files = sorted((out / ANALYSIS_DIR).glob("*.parquet")) if (out / ANALYSIS_DIR).is_dir() else []
+    if not files:
+        raise GroklabError(f"{out}: no {ANALYSIS_DIR}/ files; run the sweep with `execution: {{analysis: STEPS}}` in its spec")
+    tables = [pq.read_table(f) for f in files]
+    return pa.concat_tables(tables, promote_options="default")

@@ -134,10 +134,9 @@ class Data:
 
 def init_state(job: Job, device: torch.device, dtype: torch.dtype) -> State:
     cfg = job.cfg
-    model = build_model(cfg.model, job.task.order, job.seeds)
-    if job.init is not None:
-        model.load_exported(job.init)
-    model = model.to(device=device, dtype=dtype)
+    model = build_model(cfg.model, job.task.order, job.seeds).to(device=device, dtype=dtype)
+    if job.init is not None:  # after the cast: a float64 file starts a float64 run bit for bit
+        model.load_exported({k: v.to(device=device, dtype=dtype) for k, v in job.init.items()})
     lr = torch.as_tensor(job.lr, dtype=dtype, device=device)
     wd = torch.as_tensor(job.wd, dtype=dtype, device=device)
     exclude = [model.V] if cfg.model.ridge is not None else []

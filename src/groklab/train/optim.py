@@ -6,11 +6,15 @@ wd, and an `active` flag (a stopped member must not move). The update rules belo
 formulas (Adam, AdamW, SGD with momentum) written with lr and wd as (E,) tensors broadcast over
 each member's slice; tests check them against torch.optim member by member in float64.
 
-Muon follows the Li2 code (science.md §2, luckmatters cogo/muon_opt.py): EMA momentum
-m <- β m + (1 - β) g (β = 0.99, no Nesterov), orthogonalise with 5 Newton–Schulz steps (Keller
-Jordan's coefficients), scale by sqrt(max(1, rows/cols)), decoupled weight decay
-p <- (1 - lr·η) p before the update. Muon acts on model.muon_params() (Li2Net: W_a, W_b); every
-other parameter gets Adam with coupled L2, as in the original code.
+Muon is the current Li2 code's (science.md §2; luckmatters cogo/modular_addition_simple2.py builds
+MuonEnhanced(model.W.parameters(), beta1=0.9, beta2=0.99, nesterov=False, use_bf16=False,
+update_rms_compensate=False, update_spectral_compensate=False) from cogo/muon_opt.py), per member:
+    W <- W (1 - lr·η)                 decoupled decay, before the update (decay_after_update=False)
+    m <- m + (1 - 0.99) (g - m)       EMA momentum (lerp); no Nesterov, so beta1 is unused
+    W <- W - lr · NS5(m)              NS5 on the whole matrix (Li2Net: W, K x 2M), no RMS/spectral scale
+NS5 = zeropower_via_newtonschulz5: Frobenius-normalise (+1e-7), five quintic steps with the five
+coefficient tuples below, on the wide orientation. Muon acts on model.muon_params() (Li2Net: W);
+every other parameter gets torch Adam with coupled L2, as the Li2 code's Adam on V.
 """
 
 from __future__ import annotations
@@ -142,25 +146,21 @@ class Adam(EnsembleOptimizer):
 
 
 class Muon(EnsembleOptimizer):
-    """Muon on (E, r, c) matrices as the Li2 code runs it (see module docstring)."""
+    """Muon on (E, r, c) matrices as the Li2 code runs it (see module docstring): one NS5 per
+    member's whole matrix. NS5 works on the wide orientation, so a matrix and its transpose get
+    the same update (transposed): Li2Net's stored W^T (2M, K) is updated exactly as W (K, 2M)."""
 
     def __init__(self, params, lr, wd, beta: float = 0.99):
         super().__init__(params, lr, wd)
         self.beta = beta
 
     def _update(self, p, g, st, lr, wd):
-        p.mul_(1 - lr * wd)  # decoupled decay before the update (decay_after_update=False)
+        p.mul_(1 - lr * wd)
         if not st:
             st["momentum_buffer"] = torch.zeros_like(p)
         m = st["momentum_buffer"]
         m.lerp_(g, 1 - self.beta)
-        # A parameter may hold several matrices per member (Li2Net's W holds W_a^T and W_b^T as
-        # blocks of shape `muon_blocks`); each is orthogonalised on its own.
-        block = getattr(p, "muon_blocks", tuple(p.shape[-2:]))
-        update = newton_schulz(m.reshape(-1, *block)).reshape(p.shape)
-        rows, cols = getattr(p, "muon_shape", p.shape[-2:])  # logical shape (Li2Net stores W^T)
-        scale = max(1.0, rows / cols) ** 0.5  # update_rms_compensate
-        p.sub_(lr * scale * update)
+        p.sub_(lr * newton_schulz(m))  # (E, r, c): batched over members
 
 
 class Combined:

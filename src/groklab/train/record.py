@@ -23,6 +23,7 @@ import torch
 
 from groklab import science
 from groklab.errors import GroklabError
+from groklab.train.numerics import numerics_state
 from groklab.tasks import Task, critical_size
 from groklab.train.config import RunConfig
 
@@ -94,7 +95,8 @@ def create_run(out: Path, cfg: RunConfig, task: Task, seeds: list[int], train_id
     write_json(out / CONFIG, {"kind": "groklab.run", "version": FORMAT_VERSION, "groklab": science.VERSION,
                               "config": cfg.to_dict(), "argv": argv or [],
                               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                              "torch": torch.__version__, "threads": torch.get_num_threads()})
+                              "torch": torch.__version__, "threads": torch.get_num_threads(),
+                              "numerics": numerics_state()})
     n = max(len(i) for i in train_idx)
     idx = np.stack([np.pad(i, (0, n - len(i)), constant_values=-1) for i in train_idx]).astype(np.int64)
 
@@ -118,11 +120,23 @@ def load_config(run_dir: Path) -> tuple[RunConfig, dict]:
     if raw.get("version") != FORMAT_VERSION:
         raise GroklabError(f"{run_dir}: run format version {raw.get('version')!r} is not supported (this groklab reads {FORMAT_VERSION})")
     try:
-        return RunConfig.from_dict(raw["config"]), raw
+        return RunConfig.from_dict(_upgrade_config(raw["config"], run_dir)), raw
     except GroklabError as e:
         raise GroklabError(f"{run_dir}/{CONFIG}: {e}") from None
     except (KeyError, TypeError) as e:
         raise GroklabError(f"{run_dir}/{CONFIG}: malformed config ({e})") from None
+
+
+def _upgrade_config(conf: dict, run_dir: Path) -> dict:
+    """Runs written before `init_scale` existed (issue 13) drew W from U(±1/sqrt(M)) per operand:
+    replay them so. Their Muon was a per-block variant that no longer exists: refuse, plainly."""
+    model = conf.get("model") if isinstance(conf, dict) else None
+    if isinstance(model, dict) and "init_scale" not in model and model.get("model", "li2") == "li2":
+        if isinstance(conf.get("train"), dict) and conf["train"].get("opt") == "muon":
+            raise GroklabError(f"{run_dir}: made with groklab's earlier Muon (W_a, W_b orthogonalised separately and "
+                               "scaled by sqrt(max(1, K/M))), which was replaced by the Li2 code's; it cannot be replayed")
+        conf = {**conf, "model": {**model, "init_scale": "per-operand"}}
+    return conf
 
 
 def load_split(run_dir: Path) -> tuple[list[int], list[np.ndarray]]:
@@ -181,7 +195,7 @@ def summarize(state, job, status: str) -> dict:
             "group": job.task.name, "order": job.task.order, "n_train": n_train, "n_test": P - n_train,
             "train_frac": n_train / P, "steps": state.step, "steps_planned": job.cfg.train.steps,
             "wall_s": round(state.wall_s, 3), "critical_size": critical_size(job.task),
-            "critical_rule": science.CRITICAL_RULE, "members": members}
+            "critical_rule": science.CRITICAL_RULE, "numerics": numerics_state(), "members": members}
 
 
 def run_status(state) -> str:
@@ -282,7 +296,7 @@ def load_init(path: str, model, n_members: int) -> dict[str, torch.Tensor]:
     for name, shape in model.expected_shapes().items():
         if name not in tensors:
             raise GroklabError(f"--init {path}: missing tensor {name!r} (expected {name} of shape {list(shape)} or {[n_members, *shape]})")
-        t = tensors[name].float()
+        t = tensors[name]  # its own dtype: init_state casts once, after the model has its dtype (issue 13)
         if tuple(t.shape) == tuple(shape):
             t = t.expand(n_members, *shape).clone()
         elif tuple(t.shape) != (n_members, *shape):
