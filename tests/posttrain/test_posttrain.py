@@ -68,6 +68,8 @@ def test_config_errors_name_the_option():
         PosttrainConfig(arms=("sft", "ppo"))
     with pytest.raises(GroklabError, match=r"^--hops 3"):
         PosttrainConfig(hops=3)
+    with pytest.raises(GroklabError, match=r"^--post-opt 'lion': expected one of adam, sgd"):
+        PosttrainConfig(post_opt="lion")
 
 
 # ---- the policy gradient, exactly ---------------------------------------------------------------

@@ -51,7 +51,7 @@ HELP = {
     "arms": "subset of sft,rl,rl_kl", "pools": "distinct r0 prompts per member, e.g. 0,64 (0 = all)",
     "seeds": "seeds, e.g. 0,1,2 or 0-4", "samples": "sequences per step per member (matched across arms)",
     "group_size": "RL samples per prompt", "kl_coef": "beta of the rl_kl arm", "baseline": "grpo|mean|loo|none",
-    "base_target": "snapshot the base at this mean held-out accuracy", "top_k": "k of the top-k singular subspaces",
+    "base_target": "snapshot the base at this mean held-out accuracy", "post_opt": "adam|sgd (SGD: momentum 0.9)", "top_k": "k of the top-k singular subspaces",
 }
 
 

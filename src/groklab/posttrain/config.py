@@ -15,13 +15,14 @@ from typing import Any
 
 from groklab.errors import bad_value, check
 
-__all__ = ["PosttrainConfig", "ARMS", "BASELINES"]
+__all__ = ["PosttrainConfig", "ARMS", "BASELINES", "OPTIMIZERS"]
 
 # sft: cross-entropy on gold answers. rl: policy gradient with a 0/1 verifier reward on the final
 # answer. rl_kl: the same plus beta * KL(pi || pi_base) (exact, over the vocabulary, at each sampled prefix).
 ARMS = ("sft", "rl", "rl_kl")
 # How the policy gradient's advantage is formed from a group of G samples of one prompt (objectives.py).
 BASELINES = ("grpo", "mean", "loo", "none")
+OPTIMIZERS = ("adam", "sgd")  # post-training: torch.optim.Adam, or torch.optim.SGD with momentum 0.9
 
 
 def _int(name: str, v: Any, lo: int, hi: int | None = None) -> None:
@@ -64,6 +65,7 @@ class PosttrainConfig:
     samples: int = 256           # sequences per step per member, the same for every arm (matched samples)
     group_size: int = 8          # RL: samples per prompt (samples / group_size prompts per step)
     post_lr: float = 3e-4
+    post_opt: str = "adam"       # the same optimizer and lr for every arm
     kl_coef: float = 1.0         # beta of the rl_kl arm
     baseline: str = "grpo"
     temperature: float = 1.0
@@ -103,6 +105,7 @@ class PosttrainConfig:
         check(self.samples % self.group_size == 0, "samples", self.samples,
               f"must be a multiple of --group-size {self.group_size} (RL sees samples/group_size prompts x group_size answers)")
         _float("post_lr", self.post_lr, 0.0, lo_open=True)
+        check(self.post_opt in OPTIMIZERS, "post_opt", self.post_opt, "expected one of " + ", ".join(OPTIMIZERS))
         _float("kl_coef", self.kl_coef, 0.0)
         check(self.baseline in BASELINES, "baseline", self.baseline, "expected one of " + ", ".join(BASELINES))
         _float("temperature", self.temperature, 0.0, lo_open=True)

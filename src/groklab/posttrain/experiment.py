@@ -137,7 +137,8 @@ def post_train(cfg: PosttrainConfig, task: RuleTask, base: dict, log: Callable[[
     ref.load_members(base, index)
     ref.requires_grad_(False)
     base_mats = ref.matrices()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.post_lr)
+    opt = (torch.optim.Adam(model.parameters(), lr=cfg.post_lr) if cfg.post_opt == "adam"
+           else torch.optim.SGD(model.parameters(), lr=cfg.post_lr, momentum=0.9))
     is_sft = torch.tensor([a == "sft" for a, _, _ in members])
     beta = torch.tensor([cfg.kl_coef if a == "rl_kl" else 0.0 for a, _, _ in members])
     # Each (pool, seed) draws its pool once, the same for every arm: matched data across arms.
