@@ -2,7 +2,7 @@
 
     groklab run --group Z97 --crit-mult 2 --steps 3000 --out runs/z97
     groklab run --resume runs/z97
-    groklab demo | bench | sweep | theory | analyze | report | superposition | posttrain
+    groklab demo | bench | sweep | theory | analyze | report | superposition | snap | joma | posttrain
 """
 
 from __future__ import annotations
@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     add_theory_parsers(sub)  # theory, analyze
     add_superposition_parser(sub, _Parser)
+    from groklab.cli import joma, snap
+
+    snap.add_parser(sub, _Parser)
+    joma.add_parser(sub, _Parser)
     add_posttrain_parser(sub, _Parser)
     return p
 
@@ -189,6 +193,18 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return analyze_cmd(ns, argv)
 
 
+def cmd_snap(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.cli.snap import cmd
+
+    return cmd(ns, argv)
+
+
+def cmd_joma(ns: argparse.Namespace, argv: list[str]) -> int:
+    from groklab.cli.joma import cmd
+
+    return cmd(ns, argv)
+
+
 def cmd_superposition(ns: argparse.Namespace, argv: list[str]) -> int:
     from groklab.cli.superposition import cmd as superposition_cmd
 
@@ -203,7 +219,7 @@ def cmd_posttrain(ns: argparse.Namespace, argv: list[str]) -> int:
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
             "theory": cmd_theory, "analyze": cmd_analyze, "superposition": cmd_superposition,
-            "posttrain": cmd_posttrain}
+            "snap": cmd_snap, "joma": cmd_joma, "posttrain": cmd_posttrain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
