@@ -11,8 +11,11 @@
     out/summary.json                     the comparison: finals, changes against the base, seed intervals
 
 All members (arms x pools x seeds) post-train in one tensor program from copies of their seed's base,
-with the same number of sequences per step (`samples`): SFT sees `samples` gold chains, RL sees
-samples / group_size prompts with group_size sampled chains each. Every file is written atomically.
+with the same number of sequences per step (`samples`) and the same optimizer (`post_opt`, `post_lr`):
+SFT sees `samples` gold chains, RL sees samples / group_size prompts with group_size sampled chains
+each. Randomness: model init from each seed's torch.Generator, prompt draws from numpy generators
+seeded by (seed, pool, arm), sampling from one torch.Generator seeded by the seeds; nothing global.
+Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -209,7 +212,6 @@ def run_posttrain(cfg: PosttrainConfig, out: str | Path, argv: list[str] | None 
     out = Path(out)
     check_out_dir(out)
     task = make_rule_task(cfg.group, cfg.r0, cfg.hops, cfg.frac, cfg.split_seed)  # validates before writing
-    torch.manual_seed(0)  # nothing should draw from it; fixed so a stray draw is at least reproducible
     t0 = time.perf_counter()
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ __all__ = ["answer_logprobs", "sft_loss", "pg_loss", "advantages", "kl_to_base",
 def answer_logprobs(model, seq: Tensor, prompt_len: int) -> Tensor:
     """log pi over the M answers at each answer position: (E, B, h, M) for seq (E, B, P + h)."""
     logits = model(seq[..., :-1])[:, :, prompt_len - 1:, :]  # position t predicts token t+1
-    return logits.float().log_softmax(-1) if logits.dtype == torch.float16 else logits.log_softmax(-1)
+    return logits.log_softmax(-1)
 
 
 def token_logprob(logp: Tensor, seq: Tensor, prompt_len: int) -> Tensor:
