@@ -2,7 +2,7 @@
 
     groklab run --group Z97 --crit-mult 2 --steps 3000 --out runs/z97
     groklab run --resume runs/z97
-    groklab demo | bench | sweep | theory | analyze | report | superposition
+    groklab demo | bench | sweep | theory | analyze | report | superposition | snap | joma | posttrain
 """
 
 from __future__ import annotations
@@ -119,20 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("paths", nargs="+", help="run folder(s) or a sweep folder")
     rp.add_argument("--out", help="where to write the HTML (default: inside the first folder)")
 
-    from groklab.cli.landscape import add_parser as add_landscape_parser
-    from groklab.cli.sweep import add_parser as add_sweep_parser
-    from groklab.cli.theory import add_parsers as add_theory_parsers
-
-    from groklab.cli.superposition import add_parser as add_superposition_parser
-
-    add_sweep_parser(sub)
-    add_theory_parsers(sub)  # theory, analyze
-    add_superposition_parser(sub, _Parser)
-    from groklab.cli import joma, snap
-
-    snap.add_parser(sub, _Parser)
-    joma.add_parser(sub, _Parser)
-    add_landscape_parser(sub)
+    for add_parser, _ in _verb_modules():
+        add_parser(sub)
     return p
 
 
@@ -175,51 +163,25 @@ def cmd_report(ns: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.sweep import cmd_sweep as run_sweep_cmd
+def _verb_modules() -> list[tuple]:
+    """The verbs that live in modules of their own: (add their parser to `sub`, {verb: command})."""
+    from groklab.cli import joma, landscape, posttrain, snap, superposition, sweep, theory
 
-    return run_sweep_cmd(ns, argv)
-
-
-def cmd_theory(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.theory import cmd_theory as theory_cmd
-
-    return theory_cmd(ns, argv)
-
-
-def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.theory import cmd_analyze as analyze_cmd
-
-    return analyze_cmd(ns, argv)
+    return [(sweep.add_parser, {"sweep": sweep.cmd_sweep}),
+            (theory.add_parsers, {"theory": theory.cmd_theory, "analyze": theory.cmd_analyze}),
+            (landscape.add_parser, {"landscape": landscape.cmd_landscape}),
+            (lambda sub: snap.add_parser(sub, _Parser), {"snap": snap.cmd}),
+            (lambda sub: joma.add_parser(sub, _Parser), {"joma": joma.cmd}),
+            (lambda sub: posttrain.add_parser(sub, _Parser), {"posttrain": posttrain.cmd}),
+            (lambda sub: superposition.add_parser(sub, _Parser), {"superposition": superposition.cmd})]
 
 
-def cmd_snap(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.snap import cmd
-
-    return cmd(ns, argv)
-
-
-def cmd_joma(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.joma import cmd
-
-    return cmd(ns, argv)
-
-
-def cmd_superposition(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.superposition import cmd as superposition_cmd
-
-    return superposition_cmd(ns, argv)
-
-
-def cmd_landscape(ns: argparse.Namespace, argv: list[str]) -> int:
-    from groklab.cli.landscape import cmd_landscape as landscape_cmd
-
-    return landscape_cmd(ns, argv)
-
-
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report, "sweep": cmd_sweep,
-            "theory": cmd_theory, "analyze": cmd_analyze, "superposition": cmd_superposition,
-            "snap": cmd_snap, "joma": cmd_joma, "landscape": cmd_landscape}
+def commands() -> dict:
+    """Every verb and the function that runs it: (ns, argv) -> exit status."""
+    table = {"run": cmd_run, "demo": cmd_demo, "bench": cmd_bench, "report": cmd_report}
+    for _, cmds in _verb_modules():
+        table.update(cmds)
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         ns = build_parser().parse_args(argv)
-        return COMMANDS[ns.verb](ns, argv)
+        return commands()[ns.verb](ns, argv)
     except GroklabError as e:
         print(f"groklab: error: {e}", file=sys.stderr)
         return 2

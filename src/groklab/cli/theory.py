@@ -18,7 +18,7 @@ from typing import Any
 from groklab.analysis.theory_report import theory_report
 from groklab.errors import GroklabError
 
-__all__ = ["add_parsers", "cmd_theory", "cmd_analyze", "theory_report", "COMMANDS"]
+__all__ = ["add_parsers", "cmd_theory", "cmd_analyze", "theory_report"]
 
 
 def add_parsers(sub) -> None:
@@ -125,4 +125,3 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"theory": cmd_theory, "analyze": cmd_analyze}
