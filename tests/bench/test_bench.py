@@ -31,3 +31,16 @@ def test_every_extra_bench_is_registered_and_the_report_bench_runs():
     assert "analysis overhead" in names and "report of a run" in names
     rep = bench.bench_report(quick=True)
     assert rep["steps"] == 600 and rep["seconds"] > 0 and rep["target"] == "< 5 s"
+
+
+def test_late_state_bench_really_plants_subnormals_and_reports_ratios():
+    """The late-training state must hold subnormals as bits (so the flush cannot hide the planting),
+    and the figures must be ratios of what was timed."""
+    from groklab.bench.numerics import DEAD_SHARE, late_step_ratio
+
+    r = late_step_ratio(steps=1, width=16)
+    assert abs(r["subnormal_share_after_kill"] - DEAD_SHARE) < 0.05
+    assert r["ratio"] == pytest.approx(r["late_ms"] / r["fresh_ms"])
+    assert r["flush_subnormals"] is True
+    names = [n for n, _ in bench._extra_benches()]
+    assert any("subnormal" in n for n in names)

@@ -249,6 +249,7 @@ def analyze_run(run_dir: str | Path, every: int | str | None = None, *, allow_mi
     job.train_idx = splits  # replay the saved split exactly, as api.resume does
     an = Analyzer(job, every)
     device = pick_device(cfg.train.device)
+    _check_memory(job, device, "this analysis")
     dtype = torch.float64 if cfg.train.dtype == "float64" else torch.float32
     threads = raw.get("threads")
     old_threads = torch.get_num_threads()
@@ -279,6 +280,7 @@ def run_with_analysis(cfg, out: str | Path | None = "auto", every: int | str | N
 
     job = api.prepare(cfg)
     an = Analyzer(job, every)
+    _check_memory(job, api.pick_device(cfg.train.device), "this run with its analysis")
     if an.every % cfg.train.eval_every:
         raise GroklabError(f"--every {every}: during a run analyses are taken at evaluations; use a multiple of "
                            f"eval_every ({cfg.train.eval_every})", "every")
@@ -296,6 +298,14 @@ def run_with_analysis(cfg, out: str | Path | None = "auto", every: int | str | N
     stages, meta = _stages_and_meta(an, table, holder["state"], "live", 0.0)
     summary = _write(r.dir, table, stages, meta)
     return AnalyzedRun(r.dir, table, summary, "live", 0.0)
+
+
+def _check_memory(job, device, what: str) -> None:
+    """Refuse (one line, nothing written) an analysis that cannot fit (train.memory, analysis=True).
+    A smaller evaluation block is not offered here: the replay must evaluate exactly as the run did."""
+    from groklab.train import memory
+
+    memory.require(memory.estimate_job(job, analysis=True, what=what), memory.available(device))
 
 
 def load_analysis(run_dir: str | Path) -> pa.Table:

@@ -227,10 +227,12 @@ def bench_report(quick: bool) -> dict:
 
 def _extra_benches() -> list[tuple[str, Callable[[bool], dict]]]:
     """Benchmarks owned by other parts: sweep batching, the transformer, analysis, reports."""
+    from groklab.bench.numerics import bench_numerics
     from groklab.bench.peers import bench_transformer
     from groklab.bench.sweep import bench_sweep
 
     return [("sweep: 16 members Z47 K=256 batched vs one after another", bench_sweep),
             ("transformer p=113, 30% data (Nanda)", bench_transformer),
             ("analysis overhead", bench_analysis),
-            ("report of a run", bench_report)]
+            ("report of a run", bench_report),
+            ("steps stay fast late in a run (subnormals flushed)", bench_numerics)]

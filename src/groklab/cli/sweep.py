@@ -21,6 +21,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or a Ray cluster")
     p.add_argument("--workers", type=int, help="jobs at once (default: CPU cores / execution.threads; on Ray: the cluster's CPUs)")
     p.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--storage", metavar="URI", help="with --executor ray: where running jobs keep checkpoints, readable "
+                   "by every node (file:///shared/path, s3://bucket/prefix, gs://...; default: the sweep folder)")
+    p.add_argument("--max-retries", type=int, default=3, help="with --executor ray: re-runs of a job whose worker or node died (default 3)")
     p.add_argument("--extend", action="store_true", help="add the spec's new members to an existing sweep folder")
     p.add_argument("--status", metavar="DIR", help="print done / running / left and the ETA of a sweep folder, then exit")
     p.add_argument("--dry-run", action="store_true", help="print the members and jobs the spec gives, run nothing")
@@ -46,6 +49,8 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
     if ns.dry_run:
         print(plan_text(sp, plan_jobs(sp.members, sp.execution), out))
         return 0
+    if ns.max_retries < 0:
+        raise GroklabError(f"--max-retries {ns.max_retries}: must be >= 0")
     res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
-                    ray_address=ns.ray_address)
-    return 0 if res.total_members else 3
+                    ray_address=ns.ray_address, storage=ns.storage, max_retries=ns.max_retries)
+    return 0 if res.total_members and not res.failed else 3

@@ -64,6 +64,11 @@ def report(paths: Sequence[str | Path] | str | Path, out: Path | str | None = No
     paths = [Path(p) for p in paths]
     if not paths:
         raise GroklabError("report: give at least one run or sweep folder")
+    if len(paths) == 1 and paths[0].is_dir():
+        from groklab.report.attention import attention_report, is_attention_run
+
+        if is_attention_run(paths[0]):
+            return attention_report(paths[0], out)
     loaded = [_load(p) for p in paths]
     if len(loaded) == 1 and isinstance(loaded[0], Sweep):
         s = loaded[0]

@@ -394,6 +394,8 @@ class SweepResult:
     total_members: int
     ran_members: int = 0  # trained by this call
     wall_s: float = 0.0
+    failed: dict = field(default_factory=dict)  # job id -> member ids, jobs whose worker died in this call
+    resumed: dict = field(default_factory=dict)  # job id -> step its checkpoint resumed from (Ray retries, re-runs)
 
     def index_df(self):
         return self.index.to_pandas()

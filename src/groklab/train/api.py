@@ -109,8 +109,31 @@ def _drive(run_dir: Path, job: Job, state: State | None, device, on_eval, keep_c
         raise Interrupted(run_dir, stop.state.step) from None
     except KeyboardInterrupt:  # second Ctrl-C, or raised inside a hook: mid-step, keep the last checkpoint
         raise Interrupted(run_dir, record.checkpoint_step(run_dir)) from None
-    summary = record.finish_run(run_dir, state, job, keep_checkpoint=keep_checkpoint)
+    except record.WriteError as e:  # disk full mid-run: every file is still its last complete version
+        raise _stopped(run_dir, e) from None
+    try:
+        summary = record.finish_run(run_dir, state, job, keep_checkpoint=keep_checkpoint)
+    except record.WriteError as e:  # the marker and the checkpoint go last, so the folder still resumes
+        raise _stopped(run_dir, e) from None
     return Run(run_dir, summary, record.metrics_table(state.rows), job.cfg)
+
+
+def _stopped(run_dir: Path, e: record.WriteError) -> GroklabError:
+    step = record.checkpoint_step(run_dir)
+    where = f"the last good checkpoint (step {step})" if step else "the start"
+    return GroklabError(f"run stopped: {e}; once there is space again, `groklab run --resume {run_dir}` "
+                        f"continues from {where}")
+
+
+def _check_memory(job: Job, device, what: str) -> None:
+    """Refuse (one line, nothing written) a run that cannot fit; say so when a smaller evaluation block fits."""
+    import sys
+
+    from groklab.train import memory
+
+    note = memory.check_job(job, device, what=what)
+    if note:
+        print(f"groklab: {note}", file=sys.stderr)
 
 
 def run(cfg: RunConfig, out: str | Path | None = "auto", *, argv: list[str] | None = None,
@@ -120,6 +143,7 @@ def run(cfg: RunConfig, out: str | Path | None = "auto", *, argv: list[str] | No
     (nothing written), Interrupted on Ctrl-C/SIGTERM (checkpoint written, resumable)."""
     job = prepare(cfg)
     device = pick_device(cfg.train.device)
+    _check_memory(job, device, "this run")
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="groklab-run-"))
     elif out == "auto":
@@ -144,6 +168,7 @@ def resume(run_dir: str | Path, *, on_eval: Callable[[State, dict], None] | None
         raise GroklabError(f"--resume {run_dir}: split.npz seeds {seeds} do not match config seeds {job.seeds}")
     job.train_idx = splits  # replay the saved split exactly
     device = pick_device(cfg.train.device)
+    _check_memory(job, device, "this run")
     dtype = torch.float64 if cfg.train.dtype == "float64" else torch.float32
     state = init_state(job, device, dtype)
     if (run_dir / record.CKPT).exists():

@@ -42,6 +42,7 @@ class Job:
     lr: np.ndarray
     wd: np.ndarray
     init: dict[str, Tensor] | None = None  # exported tensors to start from (leading axis E)
+    eval_chunk: int = 0  # max elements of one evaluation block; 0: EVAL_CHUNK (train.memory lowers it to fit)
 
     @property
     def n_members(self) -> int:
@@ -164,7 +165,7 @@ def evaluate(state: State, job: Job, data: Data) -> dict[str, np.ndarray]:
         _solve_ridge(model, data, job.cfg.model.ridge)
     sums = torch.zeros(4, E, dtype=data.tmask.dtype, device=data.tmask.device)
     width = getattr(model, "eval_width", max(M, getattr(model, "width", M)))  # floats per pair and member
-    chunk = max(1, EVAL_CHUNK // (E * width))
+    chunk = max(1, (job.eval_chunk or EVAL_CHUNK) // (E * width))
     for lo in range(0, data.P, chunk):
         sl = slice(lo, lo + chunk)
         out = model(data.a[sl], data.b[sl])  # (E, M, p)

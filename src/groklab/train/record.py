@@ -23,6 +23,7 @@ import torch
 
 from groklab import science
 from groklab.errors import GroklabError
+from groklab.train.numerics import numerics_state
 from groklab.tasks import Task, critical_size
 from groklab.train.config import RunConfig
 
@@ -36,20 +37,45 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+class WriteError(GroklabError):
+    """A file could not be written (disk full, quota, read-only, I/O error). The file it would have
+    replaced is intact: atomic_write only renames a complete, fsynced temporary over it."""
+
+    def __init__(self, path: Path, err: OSError):
+        import errno
+
+        code = errno.errorcode.get(err.errno, "") if err.errno else ""
+        why = f"{err.strerror or err}" + (f" ({code})" if code else "")
+        super().__init__(f"could not write {path}: {why}; its previous complete version is intact")
+        self.path, self.errno = Path(path), err.errno
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) then move tmp_path over `path` in one rename."""
+    """Call write(tmp_path) then move tmp_path over `path` in one rename. An OSError on the way
+    (ENOSPC, EDQUOT, EIO, ...) removes the temporary file and raises WriteError: `path` keeps its
+    previous complete content."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is shared like any output
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder is shared like any output
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError):
+            raise WriteError(path, e) from None
+        if isinstance(e, RuntimeError) and "No space left" in str(e):  # torch.save wraps the OSError
+            import errno
+
+            raise WriteError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
         raise
 
 
@@ -89,12 +115,29 @@ def create_run(out: Path, cfg: RunConfig, task: Task, seeds: list[int], train_id
     """Make the folder with config.json, split.npz and the INCOMPLETE marker (in that order, so a
     folder with a marker always has a config to resume from)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _create_files(out, cfg, task, seeds, train_idx, argv)
+    except BaseException as e:  # nothing half-written: a folder we made goes again, an empty one is emptied
+        if existed:
+            for p in out.iterdir():
+                p.unlink()
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise WriteError(out / MARKER, e) from None
+        raise
+
+
+def _create_files(out: Path, cfg: RunConfig, task: Task, seeds: list[int], train_idx: list[np.ndarray],
+                  argv: list[str] | None) -> None:
     (out / MARKER).write_text("this run has not finished; resume with: groklab run --resume " + str(out) + "\n")
     write_json(out / CONFIG, {"kind": "groklab.run", "version": FORMAT_VERSION, "groklab": science.VERSION,
                               "config": cfg.to_dict(), "argv": argv or [],
                               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                              "torch": torch.__version__, "threads": torch.get_num_threads()})
+                              "torch": torch.__version__, "threads": torch.get_num_threads(),
+                              "numerics": numerics_state()})
     n = max(len(i) for i in train_idx)
     idx = np.stack([np.pad(i, (0, n - len(i)), constant_values=-1) for i in train_idx]).astype(np.int64)
 
@@ -193,7 +236,7 @@ def summarize(state, job, status: str) -> dict:
             "group": job.task.name, "order": job.task.order, "n_train": n_train, "n_test": P - n_train,
             "train_frac": n_train / P, "steps": state.step, "steps_planned": job.cfg.train.steps,
             "wall_s": round(state.wall_s, 3), "critical_size": critical_size(job.task),
-            "critical_rule": science.CRITICAL_RULE, "members": members}
+            "critical_rule": science.CRITICAL_RULE, "numerics": numerics_state(), "members": members}
 
 
 def run_status(state) -> str:
@@ -204,7 +247,18 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
     """Everything needed to continue bit-exactly: weights, optimizer and filter state, step,
     member flags, stopping trackers, batch RNGs, the metrics so far. Then metrics and summary, so
     an interrupted folder can be looked at."""
-    ck = {"step": state.step, "evaluated_at": state.evaluated_at, "model": state.model.state_dict(), "opt": state.opt.state_dict(),
+    ck = checkpoint_dict(state)
+    run_dir = Path(run_dir)
+    # Metrics and summary first: a folder with a checkpoint always has both to look at.
+    write_metrics(run_dir, state.rows)
+    write_json(run_dir / SUMMARY, summarize(state, job, "running"))
+    atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
+
+
+def checkpoint_dict(state) -> dict:
+    """What checkpoint.pt holds (torch.save of this dict); restore_checkpoint is its inverse. Sweep
+    jobs on a cluster send the same dict, as bytes, to their --storage location."""
+    return {"step": state.step, "evaluated_at": state.evaluated_at, "model": state.model.state_dict(), "opt": state.opt.state_dict(),
           "grad_filter": state.grad_filter.state_dict() if state.grad_filter is not None else None,
           "active": torch.as_tensor(state.active), "status": list(state.status),
           "diverged_step": [(-1 if d is None else d) for d in state.diverged_step],
@@ -212,11 +266,6 @@ def save_checkpoint(run_dir: Path, state, job) -> None:
           "since": {k: torch.as_tensor(v) for k, v in state.since.items()},
           "batch_rng": [json.dumps(r.bit_generator.state) for r in state.batch_rng] if state.batch_rng else None,
           "wall_s": state.wall_s}
-    run_dir = Path(run_dir)
-    # Metrics and summary first: a folder with a checkpoint always has both to look at.
-    write_metrics(run_dir, state.rows)
-    write_json(run_dir / SUMMARY, summarize(state, job, "running"))
-    atomic_write(run_dir / CKPT, lambda tmp: torch.save(ck, tmp))
 
 
 def checkpoint_step(run_dir: Path) -> int:
@@ -235,6 +284,11 @@ def load_checkpoint(run_dir: Path, state, device) -> None:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises several types for a corrupt pickle
         raise GroklabError(f"{path}: corrupt checkpoint ({type(e).__name__}); the run cannot resume from it") from None
+    restore_checkpoint(state, ck)
+
+
+def restore_checkpoint(state, ck: dict) -> None:
+    """Restore `state` (freshly built from the same job) from a checkpoint_dict in place."""
     state.model.load_state_dict(ck["model"])
     state.opt.load_state_dict(ck["opt"])
     if state.grad_filter is not None:
