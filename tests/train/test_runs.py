@@ -104,6 +104,26 @@ def test_init_file_float64_loads_bit_identically_under_float64(tmp_path, shape):
     assert r.metrics.to_pydict()["w_norm"][1] == pytest.approx(w0.norm().item(), rel=1e-13, abs=0)
 
 
+def test_config_written_before_init_scale_replays_with_the_old_init(tmp_path):
+    """A config.json without model.init_scale (written before issue 13) is read as "per-operand",
+    the init those runs drew; one with opt muon is refused (its per-block Muon no longer exists)."""
+    from groklab.errors import GroklabError
+    from groklab.train import record
+
+    conf = RunConfig.from_flat({"group": "Z11"}).to_dict()
+    del conf["model"]["init_scale"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / record.CONFIG).write_text(json.dumps({"kind": "groklab.run", "version": record.FORMAT_VERSION, "config": conf}))
+    assert record.load_config(tmp_path / "old")[0].model.init_scale == "per-operand"
+    conf["train"]["opt"] = "muon"
+    (tmp_path / "old" / record.CONFIG).write_text(json.dumps({"kind": "groklab.run", "version": record.FORMAT_VERSION, "config": conf}))
+    with pytest.raises(GroklabError, match="earlier Muon.*cannot be replayed"):
+        record.load_config(tmp_path / "old")
+    new = RunConfig.from_flat({"group": "Z11", "opt": "muon"}).to_dict()  # written now: read as written
+    (tmp_path / "old" / record.CONFIG).write_text(json.dumps({"kind": "groklab.run", "version": record.FORMAT_VERSION, "config": new}))
+    assert record.load_config(tmp_path / "old")[0].model.init_scale == "joint"
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     t0 = time.time()
     while not path.exists():
