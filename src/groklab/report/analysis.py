@@ -86,8 +86,11 @@ def stage_notes(run: Run, spans: list) -> list[str]:
         out.append(note("stages: none in summary.json (or in a shape this report does not read)", "missing"))
     members = raw.get("members") if isinstance(raw, dict) else None
     for m in members if isinstance(members, list) else []:
-        if isinstance(m, dict) and m.get("note"):
-            out.append(note(f"member {esc(m.get('member'))}: {esc(m['note'])}", "info"))
+        if isinstance(m, dict) and (m.get("features") or m.get("note")):
+            feat = f"features <b>{esc(m['features'])}</b>" if m.get("features") else ""
+            text = "; ".join(x for x in (feat, esc(m.get("note") or "")) if x)
+            who = f"member {esc(m.get('member'))}" + (f" (seed {esc(m['seed'])})" if m.get("seed") is not None else "")
+            out.append(note(f"{who}: {text}", "info"))
     if rule:
         out.append(f'<p class="sub">stage rule: {esc(rule)}</p>')
     return out
