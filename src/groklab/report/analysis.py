@@ -30,9 +30,10 @@ from groklab.report.common import (
 from groklab.report.run import Run, add_curves, band_shapes, stage_spans
 
 # Drawn first, in this order (groklab.analysis writes these and ~15 more; the rest follow in a
-# second figure). gf_indep_cos is the measure the stages are cut on (analysis_stages.py).
-KNOWN = ("purity_mean", "irreps_covered", "energy_mean", "gf_norm", "gf_indep_cos", "gf_missing_share",
-         "units_active", "purity_weighted")
+# second figure). The first four are what the features verdict and the stages are read from
+# (analysis/stages.py): E climbing, whether the climb transfers to all pairs, purity, irreps held.
+KNOWN = ("energy_weighted", "energy_transfer", "purity_weighted", "irreps_covered", "gf_indep_cos", "gf_missing_share",
+         "units_active", "gf_norm")
 NOT_CURVES = {"step", "member", "seed", "unit"}
 PREFIXED = re.compile(r"^(spectrum|block_energy|irrep_energy)_(.+)$")
 MAX_PANELS = 8
