@@ -163,7 +163,7 @@ def test_irrep_measures_against_an_independent_computation(act):
         assert got["units_pure"][e] == pure.sum() == 2
         assert got["irreps_covered"][e] == len(set(dom[0][pure])) == 2
         # energies of the unit directions, on the training pairs and on all pairs
-        def energy(idx):
+        def energy(idx, W=W, norm2=norm2):
             X = np.zeros((len(idx), 2 * M))
             X[np.arange(len(idx)), idx // M] = 1
             X[np.arange(len(idx)), M + idx % M] = 1

@@ -15,7 +15,13 @@ import torch
 
 from groklab import RunConfig
 from groklab.analysis import Analyzer
-from groklab.analysis.stages import FEATURES, STAGE_COLUMNS, STAGES, detect_stages, member_stages
+from groklab.analysis.stages import (
+    FEATURES,
+    STAGE_COLUMNS,
+    STAGES,
+    detect_stages,
+    member_stages,
+)
 from groklab.train import record
 from groklab.train.api import prepare
 from groklab.train.engine import train
@@ -92,8 +98,8 @@ def test_memorizing_run_is_memorizing():
 
 def test_frozen_run_has_only_lazy_and_no_features():
     """(b) lr 1e-9: the weights do not move; lazy over the whole run, features none."""
-    st, members, _, _ = _run({"group": "Z23", "crit_mult": 2.0, "steps": 200, "width": 64, "lr": 1e-9,
-                              "seeds": (0, 1, 2)})
+    st, _, _, _ = _run({"group": "Z23", "crit_mult": 2.0, "steps": 200, "width": 64, "lr": 1e-9,
+                        "seeds": (0, 1, 2)})
     for m in st["members"]:
         assert m["features"] == "none" and "did not move" in m["note"]
         assert m["stages"] == [{"name": "lazy", "start": 0, "end": 200}]

@@ -263,21 +263,26 @@ _CHUNK_ELEMS = 1 << 22  # (E, chunk, K) elements per pass in _energy_all (16 MB 
 
 def _energy_all(probe: Probe, W64: torch.Tensor, wn: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
     """E(ŵ_k) = ½‖Ỹᵀσ(Xŵ_k)‖² of every unit direction on ALL valid pairs of the task, (E, K) float64.
-    W64 (E, 2M, K), wn (E, K) column norms. Ỹ is centred over the P pairs; the sums over pairs run
-    in chunks of _CHUNK_ELEMS / (E·K) pairs (one index_add per chunk: the pairs are shared by every member)."""
+    W64 (E, 2M, K), wn (E, K) column norms. Ỹ is centred over the P pairs. The pairs run in chunks
+    of _CHUNK_ELEMS / (E·K); per chunk one gather, one in-place add and σ, one index_add (the pairs
+    are shared by every member), all in the model's dtype: this is M²·K work per member, the
+    largest single item of the analysis (bench: analysis overhead)."""
+    from groklab.models.pairs import ACT_INPLACE
+
     E, _, K = W64.shape
     M = probe.M
     Wh = (W64 / wn.clamp(min=1e-300)[:, None, :]).to(dt)  # (E, 2M, K) unit directions
-    sig = _sigma(probe.act)
-    S = torch.zeros(E, M, K, dtype=torch.float64, device=W64.device)  # Σ_{pairs of class c} σ(x·ŵ)
-    tot = torch.zeros(E, K, dtype=torch.float64, device=W64.device)  # Σ_{all pairs} σ(x·ŵ)
+    Wa, Wb = Wh[:, :M], Wh[:, M:]
+    sig_ = ACT_INPLACE[probe.act]
+    S = torch.zeros(E, M, K, dtype=dt, device=W64.device)  # Σ_{pairs of class c} σ(x·ŵ)
     chunk = max(256, _CHUNK_ELEMS // (E * K))
     for lo in range(0, probe.all_a.shape[0], chunk):
         a, b, c = (t[lo: lo + chunk] for t in (probe.all_a, probe.all_b, probe.all_c))
-        f = sig(Wh[:, a] + Wh[:, M + b]).double()  # (E, chunk, K)
-        S.index_add_(1, c, f)
-        tot += f.sum(1)
-    r = S - probe.all_ybar[None, :, None] * tot[:, None, :]  # Ỹᵀσ(Xŵ), (E, M, K)
+        f = Wa[:, a]  # (E, chunk, K)
+        f += Wb[:, b]
+        S.index_add_(1, c, sig_(f))
+    S = S.double()
+    r = S - probe.all_ybar[None, :, None] * S.sum(1, keepdim=True)  # Ỹᵀσ(Xŵ), (E, M, K): Σ_c S_c = Σ over all pairs
     return 0.5 * (r * r).sum(1)
 
 
