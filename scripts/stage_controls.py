@@ -4,7 +4,7 @@ test accuracy, step_memorized / step_generalized, the verdict, its evidence and 
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python scripts/stage_controls.py [name ...]    # all by default
 
-Single-threaded; about 6 min on a 2-core machine shared with other work (the Z47 K = 512 run is
+Single-threaded; about 10 min on a 2-core machine shared with other work (the K = 512 runs are
 most of it). Seeds 0, 1, 2 everywhere; Li2 defaults (sqr, MSE, Adam lr 1e-3, wd 1e-4) unless listed.
 """
 
@@ -32,6 +32,8 @@ CONFIGS = {
     "Z23 2x K128 relu": {"group": "Z23", "crit_mult": 2.0, "steps": 1000, "width": 128, "act": "relu", "seeds": S},
     "Z23 0.4x K128 relu": {"group": "Z23", "crit_mult": 0.4, "steps": 1000, "width": 128, "act": "relu", "seeds": S},
     "Z23 2x K128 silu": {"group": "Z23", "crit_mult": 2.0, "steps": 1000, "width": 128, "act": "silu", "seeds": S},
+    "Z23 2x K512": {"group": "Z23", "crit_mult": 2.0, "steps": 800, "seeds": S},
+    "Z47 2x K512": {"group": "Z47", "crit_mult": 2.0, "steps": 1500, "seeds": S},
     "x^2+y^2 mod 23, 50%": {"group": "expr:x**2+y**2 mod 23", "frac": 0.5, "steps": 800, "width": 128, "seeds": S},
 }
 
