@@ -10,6 +10,7 @@ most of it). Seeds 0, 1, 2 everywhere; Li2 defaults (sqr, MSE, Adam lr 1e-3, wd 
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -38,6 +39,18 @@ CONFIGS = {
 }
 
 
+def thm7_check(t: dict, member: int, M: int) -> str:
+    """Li2 Thm 7 says that once some irreps are learned, G_F points at the missing ones. On Z_M (M odd,
+    every non-trivial block 2-d) the share of ‖W‖-space in missing blocks is 2·(missing)/M; compare it
+    with gf_missing_share (the share of G_F's first-layer gradient there) while 0 < irreps_covered < all."""
+    out = []
+    n_feat = (M - 1) // 2
+    for s, e, c, g in zip(t["step"], t["member"], t["irreps_covered"], t["gf_missing_share"]):
+        if e == member and 0 < c < n_feat:
+            out.append(f"step {s}: {g:.3f} vs {2 * (n_feat - c) / M:.3f}")
+    return "Thm 7 (gf_missing_share vs the missing blocks' share of dimensions): " + ("; ".join(out) or "-")
+
+
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
     for name in names or list(CONFIGS):
@@ -46,12 +59,15 @@ def main(names: list[str]) -> None:
         an = Analyzer(job)
         st = train(job, device=torch.device("cpu"), on_eval=an.on_eval)
         members = record.summarize(st, job, "done")["members"]
-        res = detect_stages(an.table().to_pydict(), {m["member"]: m["last_step"] for m in members})
+        t = an.table().to_pydict()
+        res = detect_stages(t, {m["member"]: m["last_step"] for m in members})
         print(f"== {name} ({time.time() - t0:.0f} s)")
         for m, r in zip(members, res["members"]):
             spans = " · ".join(f"{x['name']} {x['start']}–{x['end']}" for x in r["stages"]) or "-"
             print(f"  seed {m['seed']}: test {m['final_test_acc']:.3f}, memorized {m['step_memorized']}, generalized "
                   f"{m['step_generalized']} | {r['features']} | {r['evidence']} | {spans} | {r.get('note', '')}")
+            if r["features"] == "generalizing" and re.fullmatch(r"Z\d+", job.task.name) and job.task.order % 2:
+                print("    " + thm7_check(t, m["member"], job.task.order))
         sys.stdout.flush()
 
 
