@@ -19,7 +19,7 @@ from groklab.analysis import (
     measure,
     resolve_every,
 )
-from groklab.analysis.stages import MIN_PEAK, STAGES, detect_stages, member_stages
+from groklab.analysis.stages import STAGES
 from groklab.errors import GroklabError
 from groklab.tasks import make_task
 from groklab.theory import li2 as th
@@ -115,6 +115,81 @@ def test_measures_match_their_definitions(act):
     assert got["w_rel_change"][0] == 0.0  # the first measurement is the reference W_0
 
 
+def _fft_blocks(u: np.ndarray) -> np.ndarray:
+    """Energy of u (M, ...) in each real Fourier block of Z_M (M odd): [k=0, {1, M−1}, {2, M−2}, ...]
+    by numpy's FFT (Parseval: the blocks sum to ‖u‖²). Independent of groklab.theory.reps."""
+    M = u.shape[0]
+    P = np.abs(np.fft.fft(u, axis=0)) ** 2 / M
+    return np.stack([P[0]] + [P[k] + P[M - k] for k in range(1, (M + 1) // 2)])
+
+
+@pytest.mark.parametrize("act", ["sqr", "relu"])
+def test_irrep_measures_against_an_independent_computation(act):
+    """purity_weighted, units_pure, irreps_covered, energy_weighted, energy_transfer and a NON-ZERO
+    gf_missing_share, on a Z7 network whose units are set by hand (two pure frequencies, one mixed,
+    random ones, one too small to count), recomputed here with numpy's FFT and explicit one-hot
+    matrices in float64 (members with different training sets)."""
+    M, K = 7, 6
+    cfg = RunConfig.from_flat({"group": f"Z{M}", "frac": 0.6, "width": K, "act": act, "seeds": (1, 2), "steps": 3,
+                               "dtype": "float64", "lr": 1e-2})
+    job = prepare(cfg)
+    job.train_idx[1] = job.train_idx[1][:-4]
+    st = train(job, device=CPU)
+    model = st.model
+    m = np.arange(M)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for e in range(2):
+            W = rng.normal(size=(2 * M, K))
+            W[:M, 0], W[M:, 0] = np.cos(2 * np.pi * m / M), np.cos(2 * np.pi * m / M + 0.3)  # pure k=1
+            W[:M, 1], W[M:, 1] = 2 * np.sin(4 * np.pi * m / M), 2 * np.cos(4 * np.pi * m / M)  # pure k=2
+            W[:M, 2] = np.cos(2 * np.pi * m / M) + np.cos(6 * np.pi * m / M)  # k=1 and k=3: mixed
+            W[:, 5] *= 1e-3  # inactive: ‖w‖ < 0.1 × the largest
+            model.W[e] = torch.as_tensor(W)
+    got = measure(Probe(job), model)
+    sig = {"sqr": lambda z: z * z, "relu": lambda z: np.maximum(z, 0)}[act]
+    dsig = {"sqr": lambda z: 2 * z, "relu": lambda z: (z > 0).astype(float)}[act]
+    table = job.task.table
+    for e in range(2):
+        W = model.W[e].detach().numpy()  # (2M, K)
+        V = model.V[e].detach().numpy()  # (M, K): o = V f
+        be = np.stack([_fft_blocks(W[:M]), _fft_blocks(W[M:])])  # (2, B, K)
+        norm2 = (W**2).sum(0)
+        share = be / be.sum(1, keepdims=True)
+        dom, pur = share.argmax(1), share.max(1)
+        assert got["purity_weighted"][e] == pytest.approx(be.max(1).sum() / norm2.sum(), rel=1e-9)
+        active = np.sqrt(norm2) >= 0.1 * np.sqrt(norm2).max()
+        pure = (dom[0] == dom[1]) & (dom[0] > 0) & (pur.min(0) >= 0.9) & active
+        assert got["units_pure"][e] == pure.sum() == 2
+        assert got["irreps_covered"][e] == len(set(dom[0][pure])) == 2
+        # energies of the unit directions, on the training pairs and on all pairs
+        def energy(idx, W=W, norm2=norm2):
+            X = np.zeros((len(idx), 2 * M))
+            X[np.arange(len(idx)), idx // M] = 1
+            X[np.arange(len(idx)), M + idx % M] = 1
+            Y = np.eye(M)[table.reshape(-1)[idx]]
+            Yc = Y - Y.mean(0)
+            return 0.5 * ((Yc.T @ sig(X @ (W / np.sqrt(norm2)))) ** 2).sum(0), X, Y
+        idx = np.asarray(job.train_idx[e])
+        Etr, X, Y = energy(idx)
+        Eall, _, _ = energy(np.arange(M * M))
+        ew = (Etr * norm2).sum() / norm2.sum()
+        assert got["energy_weighted"][e] == pytest.approx(ew, rel=1e-9)
+        n, P = len(idx), M * M
+        assert got["energy_transfer"][e] == pytest.approx(((Eall * norm2).sum() / norm2.sum() / P**2) / (ew / n**2), rel=1e-9)
+        # G_F = P1⊥(Y − FV)Vᵀ in the paper's row layout; the first-layer gradient it implies, per block
+        Z = X @ W
+        R = (Y - sig(Z) @ V.T) @ V
+        GF = R - R.mean(0)
+        G = X.T @ (dsig(Z) * GF)  # (2M, K)
+        gb = (_fft_blocks(G[:M]) + _fft_blocks(G[M:])).sum(1)  # (B,)
+        missing = np.ones(len(gb), bool)
+        missing[0] = False
+        missing[list(set(dom[0][pure]))] = False
+        ref = gb[missing].sum() / gb.sum()
+        assert 0.05 < ref < 0.95 and got["gf_missing_share"][e] == pytest.approx(ref, rel=1e-9)
+
+
 def test_measure_does_not_change_training():
     """The hook must not perturb the run: metrics with and without analysis are bit-identical."""
     flat = {"group": "Z11", "frac": 0.5, "steps": 60, "width": 16, "seeds": (0, 1)}
@@ -154,16 +229,20 @@ def test_analyze_replays_exactly_and_writes(analyzed, grokked):
 
 def test_stages_ordered_inside_the_run(analyzed):
     st = analyzed.summary["stages"]
-    assert "c(t)" in st["rule"] or "gf_indep_cos" in st["rule"]
+    assert "energy_transfer" in st["rule"] and "irreps_covered" in st["rule"]
     (m,) = st["members"]
+    assert m["features"] == "generalizing"
     names = [s["name"] for s in m["stages"]]
     assert names == list(STAGES)
     bounds = [(s["start"], s["end"]) for s in m["stages"]]
     assert bounds[0][0] == 0 and bounds[-1][1] == 800
-    assert all(a <= b for a, b in bounds) and all(bounds[i][1] == bounds[i + 1][0] for i in range(2))
-    mem = analyzed.summary["members"][0]
-    # lazy ends by memorization; interaction begins before the network generalizes
-    assert bounds[0][1] <= mem["step_memorized"] < bounds[1][1] <= mem["step_generalized"]
+    assert all(a < b for a, b in bounds) and all(bounds[i][1] == bounds[i + 1][0] for i in range(2))
+    # the interactive stage starts at the first analysed step where a unit holds an irrep, which
+    # is before the network generalizes (features first, then test accuracy)
+    t = analyzed.analysis.to_pydict()
+    cov = np.asarray(t["irreps_covered"])
+    first = int(np.asarray(t["step"])[np.flatnonzero(cov >= 1)[0]])
+    assert bounds[1][1] == first < analyzed.summary["members"][0]["step_generalized"]
 
 
 def test_replay_mismatch_is_an_error(tmp_path):
@@ -209,25 +288,6 @@ def test_resolve_every():
 def test_non_group_task_has_no_irrep_columns():
     job, st, t = _train_with_analysis({"group": "expr:x*y mod 7", "frac": 0.6, "steps": 20, "width": 8}, every=20)
     assert "gf_indep_cos" in t and "purity_mean" not in t and not any(k.startswith("spectrum_") for k in t)
-
-
-# ---------------------------------------------------------------------------------------------- stage rule
-def test_member_stages_rule():
-    s = [0, 10, 20, 40, 50, 100, 150]
-    c = [0.0, 0.2, 0.5, 0.8, 0.7, 0.3, 0.1]
-    r = member_stages(s, c, last_step=160, step_memorized=30)
-    assert r["c_peak"] == 0.8 and r["c_peak_step"] == 40
-    # falls below 0.4 between step 50 (0.7) and 100 (0.3): 50 + 50·(0.3/0.4) = 87.5 -> 88
-    assert r["stages"] == [{"name": "lazy", "start": 0, "end": 30}, {"name": "independent", "start": 30, "end": 88},
-                           {"name": "interactive", "start": 88, "end": 160}]
-    # never memorized: lazy ends at the peak; never falls: no interactive stage
-    r = member_stages([0, 10, 20], [0.1, 0.9, 0.8])
-    assert [x["name"] for x in r["stages"]] == ["lazy", "independent"] and r["stages"][0]["end"] == 10
-    r = member_stages([0, 10, 20], [0.0, MIN_PEAK / 2, 0.0])
-    assert r["stages"] == [] and "never took the independent form" in r["note"]
-    d = detect_stages({"step": [0, 10, 0, 10], "member": [0, 0, 1, 1], "seed": [5, 5, 6, 6],
-                       "gf_indep_cos": [0.0, 0.9, 0.0, 0.1]})
-    assert [m["seed"] for m in d["members"]] == [5, 6] and d["members"][1]["stages"] == []
 
 
 def test_run_with_analysis_is_live(tmp_path):

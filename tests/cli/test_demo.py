@@ -19,7 +19,18 @@ def test_demo_writes_runs_curves_report_and_tells_the_li2_story(tmp_path, monkey
         s = json.loads((folder / "summary.json").read_text())
         assert s["stages"]["members"] and s["analysis"]["n_features"] == 5  # Z11: 5 frequencies
     assert (tmp_path / "d" / "curves.png").stat().st_size > 10_000 and (tmp_path / "d" / "report.html").is_file()
-    grok = demo_mod.li2_story(runs["grok"])
-    assert grok.startswith("stages (median over seeds) lazy 0–") and grok.endswith("of 5")
+    grok, mem = demo_mod.li2_story(runs["grok"]), demo_mod.li2_story(runs["memorize"])
+    assert grok.startswith("features generalizing, generalizing; stages (median over seeds) lazy 0–") and grok.endswith("of 5")
+    assert mem.startswith("features memorizing, memorizing; stages (median over seeds) lazy 0–")
+    assert "interactive" in grok and "interactive" not in mem  # no irreps to fill in a memorizing run
+    # the grokking run's units hold more irreps than the memorizing run's (which hold none)
+    def covered(r):
+        return [m["evidence"]["irreps_covered"] for m in r.summary["stages"]["members"]]
+    assert min(covered(runs["grok"])) > max(covered(runs["memorize"])) == 0
     out = capsys.readouterr().out
-    assert "grok: stages" in out and "memorize: stages" in out and "irreps (frequencies) covered at step 300" in out
+    assert "grok: features generalizing" in out and "memorize: features memorizing" in out
+    assert "irreps (frequencies) covered at step 300" in out
+
+
+def test_demo_prints_step_zero_as_zero_and_none_as_never():
+    assert demo_mod._step(0) == "0" and demo_mod._step(None) == "never" and demo_mod._step(40) == "40"

@@ -63,7 +63,7 @@ def test_analyze_cli(tmp_path, capsys):
     run(RunConfig.from_flat({"group": "Z11", "frac": 0.6, "steps": 120, "width": 24, "seeds": (0, 1)}), d)
     assert main(["analyze", str(d), "--every", "40", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "replayed" in out and ": exact;" in out and "member 1 (seed 1)" in out
+    assert "replayed" in out and ": exact;" in out and "member 1 (seed 1): features " in out
     assert (d / "analysis.parquet").exists()
     assert main(["analyze", str(d), "--every", "eval", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)

@@ -290,7 +290,7 @@ def test_analysis_section(tmp_path):
 def test_analysis_as_groklab_analyze_writes_it(tmp_path):
     """spectrum_<block> columns, many measures (a second figure), stages per member with a note."""
     run = write_run(tmp_path / "ga", E=2, analysis=True, stages={"rule": "the rule", "members": [
-        {"member": 0, "stages": [{"name": "lazy", "start": 0, "end": 100}]},
+        {"member": 0, "seed": 7, "features": "memorizing", "stages": [{"name": "lazy", "start": 0, "end": 100}]},
         {"member": 1, "stages": [], "note": "G_F never took the independent form"}]})
     a = pq.read_table(run / "analysis.parquet").to_pydict()
     spec = np.array(a.pop("spectrum"))
@@ -301,6 +301,7 @@ def test_analysis_as_groklab_analyze_writes_it(tmp_path):
     page = read_page(run / "report.html")
     assert {"fig-analysis", "fig-analysis-more", "fig-spectrum"} <= set(page.ids)
     assert "member 1: G_F never took the independent form" in text and "stage rule: the rule" in text
+    assert "member 0 (seed 7): features <b>memorizing</b>" in text  # the verdict (analysis.stages) is shown
     assert '"blk11"' in text  # block labels from the column names
 
 

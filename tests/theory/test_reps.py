@@ -197,3 +197,61 @@ def test_torch_weights_are_accepted():
     w = torch.randn(5, 24, dtype=torch.float32, requires_grad=True)
     assert unit_features(ir, w).fractions.shape == (5, 2, 7)
     assert reps.block_energy(ir, w[:, :12]).shape == (5, 7)
+
+
+# Known character tables (e.g. James & Liebeck, "Representations and Characters of Groups"), columns
+# keyed by (class size, element order); PHI = golden ratio.
+PHI = (1 + 5**0.5) / 2
+KNOWN_CHARACTERS = {
+    "S4": ([(1, 1), (6, 2), (3, 2), (8, 3), (6, 4)],
+           [[1, 1, 1, 1, 1], [1, -1, 1, 1, -1], [2, 0, 2, -1, 0], [3, 1, -1, 0, -1], [3, -1, -1, 0, 1]]),
+    "A5": ([(1, 1), (15, 2), (20, 3), (12, 5), (12, 5)],
+           [[1, 1, 1, 1, 1], [3, -1, 0, PHI, 1 - PHI], [3, -1, 0, 1 - PHI, PHI], [4, 0, 1, -1, -1], [5, 1, -1, 0, 0]]),
+    "Q8": ([(1, 1), (1, 2), (2, 4), (2, 4), (2, 4)],
+           [[1, 1, 1, 1, 1], [1, 1, 1, -1, -1], [1, 1, -1, 1, -1], [1, 1, -1, -1, 1], [2, -2, 0, 0, 0]]),
+}
+
+
+def _element_orders(t: np.ndarray) -> np.ndarray:
+    e = int(np.flatnonzero((t == np.arange(len(t))[None, :]).all(1))[0])  # e∘x = x for all x
+    orders = np.zeros(len(t), int)
+    for g in range(len(t)):
+        x, n = g, 1
+        while x != e:
+            x, n = t[x, g], n + 1
+        orders[g] = n
+    return orders
+
+
+def _rows(chi: np.ndarray) -> list[tuple]:
+    return sorted(tuple(np.round(r, 6) + 0.0) for r in chi)
+
+
+@pytest.mark.parametrize("name", list(KNOWN_CHARACTERS))
+def test_character_values_match_the_known_table(name):
+    """groklab's numerical characters equal the textbook table, up to the order of irreps and of
+    classes that share a size and an element order (A5's two 5-cycle classes, Q8's ±i, ±j, ±k)."""
+    import itertools
+
+    keys, known = KNOWN_CHARACTERS[name]
+    t = table(name)
+    chi = character_table(t)
+    assert np.abs(chi.imag).max() < 1e-9  # these three groups have real character tables
+    orders = _element_orders(t)
+    got_keys = [(len(c), int(orders[c[0]])) for c in conjugacy_classes(t)]
+    assert all(len(set(orders[c])) == 1 for c in conjugacy_classes(t))  # a class has one element order
+    assert sorted(got_keys) == sorted(keys)
+    known = np.asarray(known, float)
+    # put groklab's columns in the known key order, then try the permutations within equal keys
+    groups = {k: [j for j, g in enumerate(got_keys) if g == k] for k in dict.fromkeys(keys)}
+    choices = [list(itertools.permutations(v)) for v in groups.values()]
+    matched = False
+    for combo in itertools.product(*choices):
+        cols = [j for perm in combo for j in perm]  # in the order of the distinct keys of `keys`
+        order = [k for k in dict.fromkeys(keys) for _ in groups[k]]
+        assert [got_keys[j] for j in cols] == order
+        kn = known[:, [i for k in dict.fromkeys(keys) for i, kk in enumerate(keys) if kk == k]]
+        if _rows(chi.real[:, cols]) == _rows(kn):
+            matched = True
+            break
+    assert matched, (name, np.round(chi.real, 3))

@@ -25,8 +25,8 @@ ACTIVE_NORM = 0.1
 # The scalar columns of analysis.parquet, in the order they are written (the irrep ones only for groups).
 SCALARS = ("w_rel_change", "v_rel_change", "purity_mean", "purity_median", "purity_a_mean", "purity_a_median",
            "purity_b_mean", "purity_b_median", "purity_weighted", "units_active", "units_pure", "irreps_covered",
-           "energy_mean", "energy_max", "energy_weighted", "gf_norm", "gf_indep_cos", "gf_missing_share", "dF_norm",
-           "ftf_diag", "ftf_offdiag", "fft_dist")
+           "energy_mean", "energy_max", "energy_weighted", "energy_transfer", "gf_norm", "gf_indep_cos",
+           "gf_missing_share", "dF_norm", "ftf_diag", "ftf_offdiag", "fft_dist")
 
 
 # ---------------------------------------------------------------------------------------------- probe
@@ -59,6 +59,11 @@ class Probe:
         for e in range(E):
             onehot[e] = np.bincount(self.c[e].numpy()[mask[e] > 0], minlength=self.M)
         self.ybar = torch.as_tensor(onehot) / self.n[:, None]  # (E, M) class frequencies ȳ
+        # All valid pairs of the task (train + test, shared by the members), for energy_transfer.
+        allp = torch.as_tensor(task.pairs())
+        self.all_a, self.all_b = allp // self.M, allp % self.M  # (P,)
+        self.all_c = torch.as_tensor(task.table.reshape(-1)[allp.numpy()])  # (P,)
+        self.all_ybar = torch.bincount(self.all_c, minlength=self.M).double() / len(allp)  # (M,)
         self.irreps = None
         if task.is_group:
             from groklab.theory.reps import irreps
@@ -76,7 +81,7 @@ class Probe:
     def to(self, device: torch.device) -> "Probe":
         """Move the index and label tensors to the model's device (once), so a GPU run is measured there."""
         if device != self.device:
-            for k in ("a", "b", "c", "mask", "n", "ybar", "basis", "w0", "v0"):
+            for k in ("a", "b", "c", "mask", "n", "ybar", "all_a", "all_b", "all_c", "all_ybar", "basis", "w0", "v0"):
                 if getattr(self, k, None) is not None:
                     setattr(self, k, getattr(self, k).to(device))
             self.device = device
@@ -198,7 +203,18 @@ def measure(probe: Probe, model) -> dict[str, np.ndarray]:
     w2 = wn**2
     out["energy_mean"] = En.mean(1).cpu().numpy()
     out["energy_max"] = En.max(1).values.cpu().numpy()
-    out["energy_weighted"] = ((En * w2).sum(1) / w2.sum(1)).cpu().numpy()
+    ew = (En * w2).sum(1) / w2.sum(1)  # (E,)
+    out["energy_weighted"] = ew.cpu().numpy()
+    # Does the climb on the training pairs carry over to all pairs? (Li2 §6, Thm 4–5: generalizing
+    # maxima of the empirical E are maxima of the population E; memorization maxima are not.)
+    # energy_transfer = (E_all/P²) / (E_train/n²), both ‖w‖²-weighted over units: ≈ 1 for units
+    # whose signal is coherent over all P pairs (Ỹᵀσ(Xŵ) grows ∝ the number of pairs), ≈ n/P for
+    # random directions (it grows ∝ √count), below that when units fit the training pairs only.
+    P = probe.all_a.shape[0]
+    Eall = _energy_all(probe, W64, wn, dt)  # (E, K)
+    ea = (Eall * w2).sum(1) / w2.sum(1)
+    out["energy_transfer"] = torch.where(ew > 0, (ea / P**2) / (ew / n**2).clamp(min=1e-300),
+                                         torch.zeros_like(ew)).cpu().numpy()
 
     if probe.irreps is None:
         return out
@@ -240,6 +256,34 @@ def measure(probe: Probe, model) -> dict[str, np.ndarray]:
     out["gf_missing_share"] = torch.where(gtot > 0, (ge * missing).sum(1) / gtot.clamp(min=1e-300),
                                           torch.zeros_like(gtot)).cpu().numpy()
     return out
+
+
+_CHUNK_ELEMS = 1 << 22  # (E, chunk, K) elements per pass in _energy_all (16 MB in float32)
+
+
+def _energy_all(probe: Probe, W64: torch.Tensor, wn: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    """E(ŵ_k) = ½‖Ỹᵀσ(Xŵ_k)‖² of every unit direction on ALL valid pairs of the task, (E, K) float64.
+    W64 (E, 2M, K), wn (E, K) column norms. Ỹ is centred over the P pairs. The pairs run in chunks
+    of _CHUNK_ELEMS / (E·K); per chunk one gather, one in-place add and σ, one index_add (the pairs
+    are shared by every member), all in the model's dtype: this is M²·K work per member, the
+    largest single item of the analysis (bench: analysis overhead)."""
+    from groklab.models.pairs import ACT_INPLACE
+
+    E, _, K = W64.shape
+    M = probe.M
+    Wh = (W64 / wn.clamp(min=1e-300)[:, None, :]).to(dt)  # (E, 2M, K) unit directions
+    Wa, Wb = Wh[:, :M], Wh[:, M:]
+    sig_ = ACT_INPLACE[probe.act]
+    S = torch.zeros(E, M, K, dtype=dt, device=W64.device)  # Σ_{pairs of class c} σ(x·ŵ)
+    chunk = max(256, _CHUNK_ELEMS // (E * K))
+    for lo in range(0, probe.all_a.shape[0], chunk):
+        a, b, c = (t[lo: lo + chunk] for t in (probe.all_a, probe.all_b, probe.all_c))
+        f = Wa[:, a]  # (E, chunk, K)
+        f += Wb[:, b]
+        S.index_add_(1, c, sig_(f))
+    S = S.double()
+    r = S - probe.all_ybar[None, :, None] * S.sum(1, keepdim=True)  # Ỹᵀσ(Xŵ), (E, M, K): Σ_c S_c = Σ over all pairs
+    return 0.5 * (r * r).sum(1)
 
 
 def _dsigma(name: str, z: torch.Tensor) -> torch.Tensor:

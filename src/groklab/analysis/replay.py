@@ -202,7 +202,7 @@ def _compare(old: pa.Table, new: pa.Table) -> tuple[float, str]:
 
 
 def _stages_and_meta(an: Analyzer, table: pa.Table, state, replay: str, diff: float) -> tuple[dict, dict]:
-    from groklab.analysis.stages import detect_stages
+    from groklab.analysis.stages import STAGE_COLUMNS, detect_stages
 
     members = record.summarize(state, an.job, "running")["members"]  # step_memorized etc., as summary.json has them
     last = {m["member"]: m["last_step"] for m in members if m["last_step"] is not None}
@@ -213,8 +213,8 @@ def _stages_and_meta(an: Analyzer, table: pa.Table, state, replay: str, diff: fl
 
         cols = {k: table[k].to_numpy() for k in ("step", "member", "seed", "restricted_loss")}
         return detect_phases(cols, last, memorized, {m["member"]: m["step_generalized"] for m in members}), meta
-    stages = detect_stages({k: table[k].to_numpy() for k in ("step", "member", "seed", "gf_indep_cos")}, last, memorized)
-    return stages, meta
+    cols = {k: table[k].to_numpy() for k in ("step", "member", "seed", *STAGE_COLUMNS) if k in table.column_names}
+    return detect_stages(cols, last), meta
 
 
 def _write(run_dir: Path, table: pa.Table, stages: dict, meta: dict) -> dict:

@@ -3,8 +3,9 @@
 Two runs on Z47 with the Li2 defaults (K = 512, x², MSE, Adam lr 1e-3, wd 1e-4), 3 seeds each:
 2.5x the Li2 critical training size (science.md §4), which groks, and 0.5x, which only memorizes.
 Both run with the Li2 analysis attached (analysis.run_with_analysis), so the demo also prints each
-run's stages (lazy / independent / interactive) and how many of Z47's 23 frequencies its hidden
-units hold at the end. Writes both run folders, curves.png and an HTML report.
+run's features verdict per seed (what the hidden units climbed to: generalizing irrep features,
+memorization maxima, or nothing; analysis.stages), its stages (lazy / independent / interactive) and
+how many of Z47's 23 frequencies its hidden units hold at the end. Writes both run folders, curves.png and an HTML report.
 """
 
 from __future__ import annotations
@@ -54,19 +55,25 @@ def plot_curves(runs: dict[str, api.Run], path: Path) -> Path:
     return path
 
 
+def _step(x: int | None) -> str:
+    """A step for the table: "never" only when there is none (step 0 is a step)."""
+    return "never" if x is None else str(x)
+
+
 def li2_story(r: api.Run) -> str:
     """One line of the Li2 analysis of a demo run: its stages (median over seeds, from
     summary.json) and how many of the group's irreps (frequencies) its hidden units hold at the end."""
-    from groklab.report.run import median_stage_spans
+    from groklab.report.run import median_stage_spans, member_features
 
-    spans = median_stage_spans(r.summary.get("stages"), r.summary.get("steps"))
+    raw = r.summary.get("stages")
+    spans = median_stage_spans(raw, r.summary.get("steps"))
     stages = " · ".join(f"{name} {a:.0f}–{b:.0f}" for name, a, b in spans) or "none detected"
     t = load_analysis(r.dir).to_pydict()
     last = max(t["step"])
     covered = [c for s_, c in zip(t["step"], t["irreps_covered"]) if s_ == last]
     n_feat = r.summary["analysis"]["n_features"]
-    return (f"stages (median over seeds) {stages}; irreps (frequencies) covered at step {last}: "
-            f"{', '.join(str(int(c)) for c in covered)} of {n_feat}")
+    return (f"features {', '.join(member_features(raw)) or 'not analysed'}; stages (median over seeds) {stages}; "
+            f"irreps (frequencies) covered at step {last}: {', '.join(str(int(c)) for c in covered)} of {n_feat}")
 
 
 def demo(out: Path, quiet: bool = False) -> dict[str, api.Run]:
@@ -91,8 +98,8 @@ def demo(out: Path, quiet: bool = False) -> dict[str, api.Run]:
         table.add_column(col, justify="right")
     for name, r in runs.items():
         for m in r.summary["members"]:
-            table.add_row(name, str(r.summary["n_train"]), str(m["seed"]), str(m["step_memorized"] or "never"),
-                          str(m["step_generalized"] or "never"), f"{m['final_test_acc']:.3f}")
+            table.add_row(name, str(r.summary["n_train"]), str(m["seed"]), _step(m["step_memorized"]),
+                          _step(m["step_generalized"]), f"{m['final_test_acc']:.3f}")
     console.print(table)
     for name, r in runs.items():
         console.print(f"{name}: {li2_story(r)}")

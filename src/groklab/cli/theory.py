@@ -105,7 +105,8 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
     t = res.analysis.to_pydict()
     last = max(t["step"])
     final = {e: i for i, (s, e) in enumerate(zip(t["step"], t["member"])) if s == last}
-    cols = [c for c in ("purity_weighted", "irreps_covered", "units_pure", "energy_mean", "gf_norm") if c in t]
+    cols = [c for c in ("purity_weighted", "irreps_covered", "units_pure", "energy_weighted", "energy_transfer", "gf_norm")
+            if c in t]
     if ns.json:
         out = {"run": str(res.dir), "replay": res.replay, "replay_max_abs_diff": res.replay_max_abs_diff,
                "rows": len(t["step"]), "stages": res.summary["stages"],
@@ -119,7 +120,8 @@ def cmd_analyze(ns: argparse.Namespace, argv: list[str]) -> int:
         spans = ", ".join(f"{s['name']} {s['start']}–{s['end']}" for s in m["stages"]) or m.get("note", "none")
         e = m["member"]
         fin = "  ".join(f"{c} {t[c][final[e]]:.3g}" for c in cols) if e in final else ""
-        print(f"  member {e} (seed {m['seed']}): {spans}")
+        feat = f"features {m['features']}; " if m.get("features") else ""  # Li2 runs (analysis.stages)
+        print(f"  member {e} (seed {m['seed']}): {feat}{spans}")
         if fin:
             print(f"    at step {last}: {fin}")
     return 0

@@ -30,9 +30,10 @@ from groklab.report.common import (
 from groklab.report.run import Run, add_curves, band_shapes, stage_spans
 
 # Drawn first, in this order (groklab.analysis writes these and ~15 more; the rest follow in a
-# second figure). gf_indep_cos is the measure the stages are cut on (analysis_stages.py).
-KNOWN = ("purity_mean", "irreps_covered", "energy_mean", "gf_norm", "gf_indep_cos", "gf_missing_share",
-         "units_active", "purity_weighted")
+# second figure). The first four are what the features verdict and the stages are read from
+# (analysis/stages.py): E climbing, whether the climb transfers to all pairs, purity, irreps held.
+KNOWN = ("energy_weighted", "energy_transfer", "purity_weighted", "irreps_covered", "gf_indep_cos", "gf_missing_share",
+         "units_active", "gf_norm")
 NOT_CURVES = {"step", "member", "seed", "unit"}
 PREFIXED = re.compile(r"^(spectrum|block_energy|irrep_energy)_(.+)$")
 MAX_PANELS = 8
@@ -86,8 +87,11 @@ def stage_notes(run: Run, spans: list) -> list[str]:
         out.append(note("stages: none in summary.json (or in a shape this report does not read)", "missing"))
     members = raw.get("members") if isinstance(raw, dict) else None
     for m in members if isinstance(members, list) else []:
-        if isinstance(m, dict) and m.get("note"):
-            out.append(note(f"member {esc(m.get('member'))}: {esc(m['note'])}", "info"))
+        if isinstance(m, dict) and (m.get("features") or m.get("note")):
+            feat = f"features <b>{esc(m['features'])}</b>" if m.get("features") else ""
+            text = "; ".join(x for x in (feat, esc(m.get("note") or "")) if x)
+            who = f"member {esc(m.get('member'))}" + (f" (seed {esc(m['seed'])})" if m.get("seed") is not None else "")
+            out.append(note(f"{who}: {text}", "info"))
     if rule:
         out.append(f'<p class="sub">stage rule: {esc(rule)}</p>')
     return out

@@ -329,6 +329,13 @@ def stage_spans(run: Run) -> list[tuple[str, float, float]]:
     return spans
 
 
+def member_features(raw: Any) -> list[str]:
+    """Each member's features verdict (generalizing / memorizing / none / undetermined) from
+    summary.json's ``stages`` (analysis.stages), in member order; [] when absent."""
+    members = raw.get("members") if isinstance(raw, dict) else None
+    return [str(m.get("features")) for m in members or [] if isinstance(m, dict) and m.get("features")]
+
+
 def median_stage_spans(raw: Any, last: float | None) -> list[tuple[str, float, float]]:
     """(name, median start, median end) per stage over members, from summary.json's ``stages``."""
     per: dict[str, list[tuple[float, float]]] = {}
