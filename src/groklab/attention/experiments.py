@@ -2,7 +2,8 @@
 
     snap_fig4(out)          Scan & Snap Fig. 4: the run of scan_snap/figure_4.log, loss vs the log, c_n(t)
     snap_grid(out, ...)     Scan & Snap Fig. 6: num_last x eta_Z x eta_Y/eta_Z x seeds, entropy table vs
-                            scan_snap/figure_6_data.pkl, and the snap time of every member
+                            scan_snap/figure_6_data.pkl, the snap time of every member, and the snap
+                            times against the paper's Theorem 4 (snap_theory: t0 = c K ln M / eta_Y, c fitted)
     joma_toy_run(out, cfg)  JoMA Fig. 4: entropy falls then rises
     joma_linear_run(out, cfg, seeds)   JoMA Figs. 2-3: z vs its prediction from W
 """
@@ -17,6 +18,7 @@ from .joma import LinearConfig, ToyConfig, joma_linear, joma_toy
 from .reference import FIG4_LOSS, FIG6_ENTROPY
 from .runs import write_run
 from .scan_snap import FIG4, SnapConfig, fig6_config, train_snap
+from .snap_theory import PAPER_C, compare, transition_time
 
 __all__ = ["snap_fig4", "snap_grid", "joma_toy_run", "joma_linear_run", "spearman"]
 
@@ -25,6 +27,11 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra = np.argsort(np.argsort(a)).astype(float)
     rb = np.argsort(np.argsort(b)).astype(float)
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _std(x) -> float | None:
+    """Spread over seeds (torch's unbiased std, as the entropy column); None with fewer than 2 values."""
+    return float(x.std()) if x.numel() > 1 else None
 
 
 def _member_columns(r: dict, cfg: SnapConfig) -> dict[str, np.ndarray]:
@@ -69,7 +76,7 @@ def snap_grid(out: Path, num_lasts=(1, 3, 5, 10), seeds=tuple(range(1, 11)), lr_
     cfgs = [SnapConfig(**{**fig6_config(nl, seeds, lr_z, ratios).__dict__, "niter": niter, "snap_frac": snap_frac})
             for nl in num_lasts]                               # validated before anything runs
     rows, cols, wall = [], {}, 0.0
-    final_entropy = {}
+    final_entropy, KM = {}, {}
     for cfg in cfgs:
         r = train_snap(cfg, progress)
         wall += r["wall_s"]
@@ -81,6 +88,7 @@ def snap_grid(out: Path, num_lasts=(1, 3, 5, 10), seeds=tuple(range(1, 11)), lr_
         snap = r["snap"].view(S, G1, G2).double()
         freeze = r["freeze"].view(S, G1, G2).double()
         final_entropy[cfg.data.num_last] = ent.numpy()
+        KM[cfg.data.num_last] = (int(r["facts"].probs.shape[0]), int(r["facts"].M))  # paper's K (next tokens), M
         for i, lz in enumerate(cfg.lr_z):
             for j, rt in enumerate(cfg.lr_y_multi_on_z):
                 paper = FIG6_ENTROPY.get((cfg.data.num_last, lz, int(rt)) if float(rt).is_integer() else None)
@@ -91,11 +99,21 @@ def snap_grid(out: Path, num_lasts=(1, 3, 5, 10), seeds=tuple(range(1, 11)), lr_
                              "paper_std": paper[1] if paper and S == 10 and niter == 100 else None,
                              "entropy_all_tokens": float(ent_all[:, i, j].mean()),
                              "snap_mean": float(snap[:, i, j][snap[:, i, j] >= 0].mean()) if (snap[:, i, j] >= 0).any() else None,
+                             "snap_std": _std(snap[:, i, j][snap[:, i, j] >= 0]),
                              "snap_never": int((snap[:, i, j] < 0).sum()),
-                             "freeze_mean": float(freeze[:, i, j].mean())})
+                             "freeze_mean": float(freeze[:, i, j].mean()), "freeze_std": _std(freeze[:, i, j])})
     diffs = [abs(r["entropy"] - r["paper"]) for r in rows if r["paper"] is not None]
+    # Theorem 4 of the paper (Sec. 6, Eq. 14): t0 ~ c K ln M / eta_Y; only c is fitted (see snap_theory)
+    theory = {"all": compare(rows, KM), "ratio_ge_5": compare(rows, KM, min_ratio=5.0),
+              "K_M": {str(k): list(v) for k, v in KM.items()}}
+    c_fit = theory["all"]["fit"]["c"] if "fit" in theory["all"] else None
+    for r in rows:
+        K, M = KM[r["num_last"]]
+        lr_y = r["lr_z"] * r["lr_y_multi_on_z"]
+        r["snap_t0_paper"] = float(transition_time(lr_y, K, M, PAPER_C))
+        r["snap_pred"] = float(transition_time(lr_y, K, M, c_fit)) if c_fit is not None else None
     summary = {"table": rows, "compared_with_paper": len(diffs), "max_abs_diff_vs_paper": max(diffs) if diffs else None,
-               "snap_frac": snap_frac, "wall_s": wall}
+               "snap_theory": theory, "snap_frac": snap_frac, "wall_s": wall}
     metrics = {k: np.concatenate(v) for k, v in cols.items()}
     arrays = {f"entropy_final_num_last_{k}": v for k, v in final_entropy.items()}
     config = {"num_lasts": list(num_lasts), "seeds": list(seeds), "lr_z": list(lr_z), "ratios": list(ratios),

@@ -69,13 +69,24 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
                       lr_z=parse_list("lr_z", ns.lr_z), ratios=parse_list("ratios", ns.ratios), niter=ns.niter,
                       snap_frac=ns.snap_frac, argv=argv)
         print(f"Fig. 6 grid ({s['wall_s']:.0f} s): mean entropy of c_n over distinct tokens at the end")
-        print("  num_last  eta_Z  eta_Y/eta_Z   groklab        paper          snap iter  freeze iter")
+        print("  num_last  eta_Z  eta_Y/eta_Z   groklab        paper          snap iter  snap pred  freeze iter")
         for r in s["table"]:
             paper = f"{r['paper']:.3f}±{r['paper_std']:.3f}" if r["paper"] is not None else "-"
             snap = f"{r['snap_mean']:.1f}" if r["snap_mean"] is not None else "never"
+            pred = f"{r['snap_pred']:.1f}" if r["snap_pred"] is not None else "-"
             print(f"  {r['num_last']:>8}  {r['lr_z']:>5g}  {r['lr_y_multi_on_z']:>11g}   "
-                  f"{r['entropy']:.3f}±{r['entropy_std']:.3f}  {paper:>13}  {snap:>9}  {r['freeze_mean']:>11.1f}")
+                  f"{r['entropy']:.3f}±{r['entropy_std']:.3f}  {paper:>13}  {snap:>9}  {pred:>9}  {r['freeze_mean']:>11.1f}")
         if s["max_abs_diff_vs_paper"] is not None:
             print(f"  max |groklab - paper| over {s['compared_with_paper']} settings: {s['max_abs_diff_vs_paper']:.4f}")
+        for name, th in s["snap_theory"].items():
+            if name == "K_M" or "fit" not in th:
+                continue
+            f = th["fit"]
+            slopes = ", ".join(f"{k}: {v:.2f}" for k, v in th["loglog_slope_vs_eta_y"].items())
+            corr = f"{th['corr_log_pred_log_measured']:.3f}" if th["corr_log_pred_log_measured"] is not None else "-"
+            print(f"  snap vs Theorem 4 (t0 = c K ln M / eta_Y, paper c = {th['paper_c']:g}), eta_Y/eta_Z >= "
+                  f"{th['min_ratio']:g}, {th['n']} settings: fitted c = {f['c']:.3f} (x/÷ {f['spread_factor']:.2f}, "
+                  f"range {f['c_min']:.3f}-{f['c_max']:.3f}); corr(ln pred, ln meas) = {corr}; "
+                  f"slope of ln snap vs ln eta_Y per num_last (paper -1): {slopes}")
     print(f"run folder: {ns.out}")
     return 0

@@ -79,7 +79,9 @@ def _grid(p: Path, s: dict, m, a) -> tuple[str, dict]:
             if all(r["paper"] is not None for r in rr):
                 ax.plot(x, [r["paper"] for r in rr], "--", color=line[0].get_color(), lw=1)
             if nl == nls[0]:
-                bx.plot(x, [r["snap_mean"] if r["snap_mean"] is not None else np.nan for r in rr], "o-", label=f"eta_Z={lz:g}")
+                sl = bx.plot(x, [r["snap_mean"] if r["snap_mean"] is not None else np.nan for r in rr], "o-", label=f"eta_Z={lz:g}")
+                if all(r.get("snap_pred") is not None for r in rr):   # Theorem 4: c K ln M / eta_Y, c fitted
+                    bx.plot(x, [r["snap_pred"] for r in rr], ":", color=sl[0].get_color(), lw=1)
         ax.set_xscale("log"), ax.set_title(f"#last/next tokens = {nl}/{2 * nl}"), ax.set_xlabel("eta_Y / eta_Z")
     axes[0].set_ylabel("entropy of c_n (distinct tokens)"), axes[0].legend(fontsize=7)
     bx.set_xscale("log"), bx.set_xlabel("eta_Y / eta_Z"), bx.set_ylabel(f"snap iteration (num_last {nls[0]})"), bx.legend(fontsize=7)
@@ -88,11 +90,12 @@ def _grid(p: Path, s: dict, m, a) -> tuple[str, dict]:
     trs = [[cell(r["num_last"]), cell(r["lr_z"]), cell(r["lr_y_multi_on_z"]),
             cell(r["entropy"], f"ent-{r['num_last']}-{r['lr_z']:g}-{r['lr_y_multi_on_z']:g}"), cell(r["entropy_std"]),
             cell(r["paper"]), cell(r["paper_std"]), cell(r["entropy_all_tokens"]), cell(r["snap_mean"]),
-            cell(r.get("freeze_mean"))] for r in rows]
-    body = (note("Solid: groklab (mean ± std over seeds); dashed: the paper's data (scan_snap/figure_6_data.pkl).")
+            cell(r.get("snap_pred")), cell(r.get("freeze_mean"))] for r in rows]
+    body = (note("Solid: groklab (mean ± std over seeds); dashed: the paper's data (scan_snap/figure_6_data.pkl). "
+                 "Snap plot, dotted: the paper's Theorem 4 (Sec. 6, Eq. 14) t0 = c K ln M / eta_Y with only c fitted.")
             + _img("fig6", png) + _img("snap", png2)
             + table(["num_last", "eta_Z", "eta_Y/eta_Z", "entropy", "std", "paper", "paper std", "entropy (all tokens)",
-                     "snap iter", "freeze iter"], rows=trs, cls="sortable", ident="fig6-table")
+                     "snap iter", "snap pred (Thm 4)", "freeze iter"], rows=trs, cls="sortable", ident="fig6-table")
             + kv_table({k: v for k, v in s.items() if k != "table"}))
     return body, {"fig6.png": png, "snap_time.png": png2}
 
