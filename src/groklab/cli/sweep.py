@@ -15,7 +15,9 @@ __all__ = ["add_parser", "cmd_sweep"]
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the `sweep` verb to the CLI's subparsers (`sub` from add_subparsers, parser_class=_Parser)."""
     p = sub.add_parser("sweep", help="run a sweep spec (many runs, batched into ensembles; resumable)",
-                       description="Run the members of a sweep spec not yet done in --out; write index.parquet, fit.json, phase.png.")
+                       description="Run the members of a sweep spec not yet done in --out; write index.parquet, fit.json, phase.png. "
+                       "A spec with a refine: section then bisects each group's critical size n* to its tolerance "
+                       "(refine.json; resumable like a sweep).")
     p.add_argument("spec", nargs="?", help="sweep spec (YAML), e.g. sweeps/li2_scaling.yaml")
     p.add_argument("--out", help="sweep folder (default sweeps_out/<spec name>); re-running resumes it")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or a Ray cluster")
@@ -24,6 +26,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--extend", action="store_true", help="add the spec's new members to an existing sweep folder")
     p.add_argument("--status", metavar="DIR", help="print done / running / left and the ETA of a sweep folder, then exit")
     p.add_argument("--dry-run", action="store_true", help="print the members and jobs the spec gives, run nothing")
+    p.add_argument("--no-refine", action="store_true", help="run only the grid of a spec with a refine: section (no adaptive rounds)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
@@ -46,6 +49,11 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
     if ns.dry_run:
         print(plan_text(sp, plan_jobs(sp.members, sp.execution), out))
         return 0
+    if sp.refine is not None and not ns.no_refine:  # grid = round 0, then adaptive rounds (sweep/refine.py)
+        from groklab.sweep.refine import run_refine
+
+        res = run_refine(sp, out, executor=ns.executor, workers=ns.workers, quiet=ns.quiet, ray_address=ns.ray_address)
+        return 0 if res.total_members else 3
     res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
                     ray_address=ns.ray_address)
     return 0 if res.total_members else 3
