@@ -92,6 +92,23 @@ def test_refine_finds_the_known_boundary_to_the_tolerance(tmp_path, monkeypatch)
         assert all(len(s) == 1 for s in r["sizes"].values())
 
 
+
+def test_cli_sweep_runs_the_refinement_and_status_shows_the_brackets(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from groklab.cli import main as cli_main
+
+    monkeypatch.setattr(sweep_exec, "run_job", FakeTraining())
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(spec(groups=["Z7"])))
+    assert cli_main(["sweep", str(path), "--out", str(tmp_path / "r"), "--workers", "1", "--quiet"]) == 0
+    lo, hi = read_state(tmp_path / "r")["brackets"]["Z7"]["bracket"]
+    assert (lo, hi) == (23, 24)  # seeds 0, 1 of 3 generalize from 24 = THRESHOLD + 1 on
+    capsys.readouterr()
+    assert cli_main(["sweep", "--status", str(tmp_path / "r")]) == 0
+    assert "Z7: n* in [23, 24]" in capsys.readouterr().out
+
+
 def test_refine_resumes_after_a_kill_mid_round_with_the_same_rounds(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_exec, "run_job", FakeTraining())
     run_refine(spec(), tmp_path / "a", workers=1)

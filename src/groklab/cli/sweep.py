@@ -39,6 +39,11 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
         if ns.spec or ns.dry_run or ns.extend:
             raise GroklabError("--status DIR: takes no spec and no other sweep options")
         print(status_text(status(Path(ns.status))))
+        if (Path(ns.status) / "refine.json").exists():  # a refinement: its rounds and brackets so far
+            from groklab.sweep.refine import REFINE_FILE, format_brackets
+            from groklab.train import record
+
+            print(format_brackets(record.read_json(Path(ns.status) / REFINE_FILE, ns.status)))
         return 0
     if not ns.spec:
         raise GroklabError("groklab sweep: give a spec (groklab sweep SPEC.yaml) or --status DIR")
