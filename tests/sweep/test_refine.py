@@ -107,6 +107,9 @@ def test_cli_sweep_runs_the_refinement_and_status_shows_the_brackets(tmp_path, m
     capsys.readouterr()
     assert cli_main(["sweep", "--status", str(tmp_path / "r")]) == 0
     assert "Z7: n* in [23, 24]" in capsys.readouterr().out
+    (tmp_path / "r" / "fit.json").unlink()
+    assert cli_main(["sweep", "--analyze", str(tmp_path / "r")]) == 0  # fit.json again from the index alone
+    assert "[23, 24]" in capsys.readouterr().out and (tmp_path / "r" / "fit.json").exists()
 
 
 def test_refine_resumes_after_a_kill_mid_round_with_the_same_rounds(tmp_path, monkeypatch):

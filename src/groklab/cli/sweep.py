@@ -25,6 +25,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance)")
     p.add_argument("--extend", action="store_true", help="add the spec's new members to an existing sweep folder")
     p.add_argument("--status", metavar="DIR", help="print done / running / left and the ETA of a sweep folder, then exit")
+    p.add_argument("--analyze", metavar="DIR", help="rewrite fit.json and phase.png of a sweep folder from its finished members "
+                   "(e.g. a stopped refinement), print the table, then exit")
     p.add_argument("--dry-run", action="store_true", help="print the members and jobs the spec gives, run nothing")
     p.add_argument("--no-refine", action="store_true", help="run only the grid of a spec with a refine: section (no adaptive rounds)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -45,6 +47,8 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
 
             print(format_brackets(record.read_json(Path(ns.status) / REFINE_FILE, ns.status)))
         return 0
+    if ns.analyze:
+        return _analyze(Path(ns.analyze))
     if not ns.spec:
         raise GroklabError("groklab sweep: give a spec (groklab sweep SPEC.yaml) or --status DIR")
     if ns.workers is not None and ns.workers < 1:
@@ -62,3 +66,25 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
     res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
                     ray_address=ns.ray_address)
     return 0 if res.total_members else 3
+
+
+def _analyze(out: Path) -> int:
+    """fit.json / phase.png from index.parquet as it stands, under the folder's lock (no driver running)."""
+    import pyarrow.parquet as pq
+
+    from groklab.sweep.scaling import analyze, format_fit
+    from groklab.sweep.store import INDEX, Store
+
+    store = Store(out)
+    store.read_plan()  # a sweep folder, or a one-line error
+    with store.locked():
+        if not (out / INDEX).exists():
+            raise GroklabError(f"--analyze {out}: no finished member yet (no {INDEX})")
+        fit = analyze(pq.read_table(out / INDEX), out)
+    print(format_fit(fit))
+    if (out / "refine.json").exists():
+        from groklab.sweep.refine import REFINE_FILE, format_brackets
+        from groklab.train import record
+
+        print(format_brackets(record.read_json(out / REFINE_FILE, str(out))))
+    return 0
