@@ -44,6 +44,8 @@ def main(argv: list[str]) -> int:
         print(f"n* = c·M ln M:    c = {ml['c']:.3g}, 95% {f(ml['c_ci95'])} with the brackets, {f(ml['c_ci95_ols'])} residuals only")
         print(f"n* = c·M^α ln M:  α = {pl['alpha']:.3g}, 95% {f(pl['alpha_ci95'])} with the brackets, {f(pl['alpha_ci95_ols'])} residuals only;"
               f" c = {pl['c']:.3g} {f(pl['c_ci95'])}")
+        g = lambda r: "none" if r is None else f"[{r[0]:.3g}, {r[1]:.3g}]"  # noqa: E731
+        print(f"exact laws through every bracket: c·M ln M with c in {g(ml['c_range'])}; c·M^α ln M with α in {g(pl['alpha_range'])}")
     return 0
 
 

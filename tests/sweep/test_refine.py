@@ -182,6 +182,13 @@ def test_bracket_intervals_contain_the_truth_and_widen_with_the_brackets():
     assert 3 / 1.25 < wide["c_ci95"][0] and wide["c_ci95"][1] < 3 * 1.25
     pl = fit_power_logm(M, N, N / 1.25, N * 1.25)
     assert pl["alpha_ci95"][0] < 1.0 < pl["alpha_ci95"][1] and pl["alpha_ci95"][1] - pl["alpha_ci95"][0] > 0.1
+    # exact laws through every bracket: c in [3/1.25, 3*1.25]; alpha: tilting the line about M = sqrt(23*71)
+    assert np.allclose(wide["c_range"], [3 / 1.25, 3 * 1.25])
+    half = 2 * math.log(1.25) / math.log(71 / 23)  # the steepest line from (23, n/1.25) to (71, n*1.25)
+    assert np.allclose(pl["alpha_range"], [1 - half, 1 + half])
+    # brackets that no single law passes through: none
+    bent = fit_mlogm(M[:2], N[:2] * [1, 2], N[:2] * [1, 2] / 1.1, N[:2] * [1, 2] * 1.1)
+    assert bent["c_range"] is None
 
 
 def test_bracket_intervals_match_ols_when_the_brackets_are_points():

@@ -17,7 +17,9 @@ Each n* is only known to lie in its bracket [n_lo, n_hi] (a grid's neighbours, o
 final bracket), so the fits' reported 95% intervals include that resolution: the bracket is
 propagated by resampling (`_bracket_draws`: every draw puts each group's log n* uniformly in its
 bracket, fits, and adds the fit's own Student-t sampling error; the interval is the draws' 2.5-97.5%
-quantiles). The residual-only intervals are kept as `*_ci95_ols`.
+quantiles). The residual-only intervals are kept as `*_ci95_ols`. For the one- and two-parameter
+fits, `*_range` is the range of the coefficient over the exact laws that pass through every
+bracket (None: no exact law does).
 `analyze(index, out)` writes fit.json and phase.png into a sweep folder.
 """
 
@@ -154,6 +156,25 @@ def _bracket_draws(X: np.ndarray, lo: np.ndarray, hi: np.ndarray, offset: np.nda
     return B
 
 
+def bracket_range(X: np.ndarray, lo, hi, offset: np.ndarray, j: int) -> list[float] | None:
+    """The range of coefficient j over every exact law log n = offset + X b that passes through
+    all brackets (lo <= n <= hi for each group): two linear programs. None when no such law
+    exists (the brackets do not line up: the law holds only up to scatter)."""
+    from scipy.optimize import linprog
+
+    A = np.concatenate([X, -X])
+    ub = np.concatenate([np.log(np.asarray(hi, float)) - offset, offset - np.log(np.asarray(lo, float))])
+    vals = []
+    for sign in (1.0, -1.0):
+        cost = np.zeros(X.shape[1])
+        cost[j] = sign
+        r = linprog(cost, A_ub=A, b_ub=ub, bounds=[(None, None)] * X.shape[1], method="highs")
+        if r.status != 0:
+            return None
+        vals.append(float(r.x[j]))
+    return vals
+
+
 def _with_brackets(out: dict, X: np.ndarray, lo, hi, offset: np.ndarray, names: tuple[str, ...]) -> dict:
     """Replace the fit's *_ci95 by bracket-propagated intervals (the OLS ones move to *_ci95_ols)."""
     if lo is None or hi is None:
@@ -164,6 +185,9 @@ def _with_brackets(out: dict, X: np.ndarray, lo, hi, offset: np.ndarray, names: 
         q = np.quantile(B[:, j], [0.025, 0.975])
         out[f"{name}_ci95_ols"] = out.get(f"{name}_ci95")
         out[f"{name}_ci95"] = [float(math.exp(q[0])), float(math.exp(q[1]))] if name == "c" else [float(q[0]), float(q[1])]
+        if X.shape[1] <= 2:  # the exact-law range: which values every bracket allows at once
+            r = bracket_range(X, lo, hi, offset, j)
+            out[f"{name}_range"] = None if r is None else ([math.exp(r[0]), math.exp(r[1])] if name == "c" else r)
     out["intervals"] = "95%, bracket-resampled (n* uniform in log within its bracket) + fit error"
     return out
 
@@ -303,6 +327,11 @@ def format_fit(fit: dict) -> str:
     if pl:
         lines.append(f"fit n* = c·M^α·ln M:        c = {pl['c']:.3g}{_ci(pl['c_ci95'])}, α = {pl['alpha']:.3f}{_ci(pl['alpha_ci95'])}"
                      "   Li2: α = 1")
+    for name, f in (("c", ml), ("α", pl)):
+        key = "c_range" if name == "c" else "alpha_range"
+        if f and key in f:
+            form = "c·M·ln M" if f is ml else "c·M^α·ln M"
+            lines.append(f"  exact laws n* = {form} through every bracket: " + (f"{name} in{_ci(f[key])}" if f[key] else "none"))
     if pw:
         lines.append(f"fit n* = c·M^α·(ln M)^β:    c = {pw['c']:.3g}{_ci(pw['c_ci95'])}, α = {pw['alpha']:.3f}{_ci(pw['alpha_ci95'])}, "
                      f"β = {pw['beta']:.3f}{_ci(pw['beta_ci95'])}" + (f" (corr(α, β) = {pw['corr_alpha_beta']:.2f})" if pw.get("corr_alpha_beta") is not None else ""))
