@@ -13,6 +13,13 @@ Fits, by least squares in log space with 95% confidence intervals (Student t, fr
     n* = c · M^α · (ln M)^β           (both free; over a short range of M, ln M and ln ln M are
                                        nearly collinear, so α and β are barely separable - the
                                        intervals and corr(α, β) show it)
+Each n* is only known to lie in its bracket [n_lo, n_hi] (a grid's neighbours, or a refinement's
+final bracket), so the fits' reported 95% intervals include that resolution: the bracket is
+propagated by resampling (`_bracket_draws`: every draw puts each group's log n* uniformly in its
+bracket, fits, and adds the fit's own Student-t sampling error; the interval is the draws' 2.5-97.5%
+quantiles). The residual-only intervals are kept as `*_ci95_ols`. For the one- and two-parameter
+fits, `*_range` is the range of the coefficient over the exact laws that pass through every
+bracket (None: no exact law does).
 `analyze(index, out)` writes fit.json and phase.png into a sweep folder.
 """
 
@@ -26,7 +33,7 @@ import numpy as np
 
 from groklab import science
 
-__all__ = ["critical_points", "fit_mlogm", "fit_power", "fit_scaling", "analyze", "format_fit", "phase_figure"]
+__all__ = ["critical_points", "fit_mlogm", "fit_power", "fit_power_logm", "fit_scaling", "analyze", "format_fit", "phase_figure"]
 
 QUORUM = 0.5  # share of seeds that must generalize at a training size
 _NON_SERIES = {"group", "seed", "frac", "n_train", "crit_mult", "split_seed", "ckpt_every", "device"}
@@ -91,6 +98,8 @@ def critical_points(index, *, threshold: float = science.GENERALIZED_ACC, quorum
             lo, hi = sizes[i - 1], sizes[i]
             t = (quorum - p[i - 1]) / (p[i] - p[i - 1])
             pt.update(n_crit=float(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))), bracket=[float(lo), float(hi)])
+        # monotone: no size above n_hi falls below the quorum again (else the bracket is the first crossing)
+        pt["monotone"] = bool(hit.size == 0 or (p[hit[0]:] >= quorum).all())
         if pt["n_crit"] is not None:
             pt["frac_crit"] = pt["n_crit"] / M**2
             pt["ratio_li2"] = pt["n_crit"] / li2
@@ -125,8 +134,67 @@ def _ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, f
     return b, cov, rss, dof
 
 
-def fit_mlogm(M, n) -> dict | None:
-    """n = c · M · ln M: log c = mean of log n − log(M ln M); 95% CI from the spread."""
+BRACKET_DRAWS = 4000  # resamples of the brackets per fit (seeded: the intervals are reproducible)
+
+
+def _bracket_draws(X: np.ndarray, lo: np.ndarray, hi: np.ndarray, offset: np.ndarray, seed: int = 0,
+                   draws: int = BRACKET_DRAWS) -> np.ndarray:
+    """Coefficient draws [draws, P] of the fit log n* − offset ~ X b (X [G, P]) when log n* is only
+    known to lie in [log lo, log hi]: uniform in each bracket (independent across groups), least
+    squares, plus the fit's own error as a multivariate Student-t draw, scale s²(XᵀX)⁻¹ (dof = G − P;
+    none when dof = 0, where the interval is the brackets' alone)."""
+    rng = np.random.default_rng(seed)
+    G, P = X.shape
+    Y = np.log(lo) + rng.random((draws, G)) * (np.log(hi) - np.log(lo)) - offset  # [draws, G]
+    B = Y @ np.linalg.pinv(X).T  # [draws, P]
+    dof = G - P
+    if dof > 0:
+        s2 = ((Y - B @ X.T) ** 2).sum(axis=1) / dof  # [draws]
+        L = np.linalg.cholesky(np.linalg.pinv(X.T @ X) + 1e-15 * np.eye(P))
+        z = rng.standard_normal((draws, P)) @ L.T
+        B = B + z * np.sqrt(s2 / (rng.chisquare(dof, draws) / dof))[:, None]
+    return B
+
+
+def bracket_range(X: np.ndarray, lo, hi, offset: np.ndarray, j: int) -> list[float] | None:
+    """The range of coefficient j over every exact law log n = offset + X b that passes through
+    all brackets (lo <= n <= hi for each group): two linear programs. None when no such law
+    exists (the brackets do not line up: the law holds only up to scatter)."""
+    from scipy.optimize import linprog
+
+    A = np.concatenate([X, -X])
+    ub = np.concatenate([np.log(np.asarray(hi, float)) - offset, offset - np.log(np.asarray(lo, float))])
+    vals = []
+    for sign in (1.0, -1.0):
+        cost = np.zeros(X.shape[1])
+        cost[j] = sign
+        r = linprog(cost, A_ub=A, b_ub=ub, bounds=[(None, None)] * X.shape[1], method="highs")
+        if r.status != 0:
+            return None
+        vals.append(float(r.x[j]))
+    return vals
+
+
+def _with_brackets(out: dict, X: np.ndarray, lo, hi, offset: np.ndarray, names: tuple[str, ...]) -> dict:
+    """Replace the fit's *_ci95 by bracket-propagated intervals (the OLS ones move to *_ci95_ols)."""
+    if lo is None or hi is None:
+        return out
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    B = _bracket_draws(X, lo, hi, offset)
+    for j, name in enumerate(names):
+        q = np.quantile(B[:, j], [0.025, 0.975])
+        out[f"{name}_ci95_ols"] = out.get(f"{name}_ci95")
+        out[f"{name}_ci95"] = [float(math.exp(q[0])), float(math.exp(q[1]))] if name == "c" else [float(q[0]), float(q[1])]
+        if X.shape[1] <= 2:  # the exact-law range: which values every bracket allows at once
+            r = bracket_range(X, lo, hi, offset, j)
+            out[f"{name}_range"] = None if r is None else ([math.exp(r[0]), math.exp(r[1])] if name == "c" else r)
+    out["intervals"] = "95%, bracket-resampled (n* uniform in log within its bracket) + fit error"
+    return out
+
+
+def fit_mlogm(M, n, lo=None, hi=None) -> dict | None:
+    """n = c · M · ln M: log c = mean of log n − log(M ln M); 95% CI from the spread (and, given
+    each n*'s bracket lo..hi, from the brackets too)."""
     M, n = np.asarray(M, float), np.asarray(n, float)
     if len(M) < 1:
         return None
@@ -138,10 +206,10 @@ def fit_mlogm(M, n) -> dict | None:
     if cov is not None:
         half = _t95(dof) * math.sqrt(cov[0, 0])
         out["c_ci95"] = [math.exp(b[0] - half), math.exp(b[0] + half)]
-    return out
+    return _with_brackets(out, np.ones((len(M), 1)), lo, hi, np.log(M * np.log(M)), ("c",))
 
 
-def fit_power(M, n) -> dict | None:
+def fit_power(M, n, lo=None, hi=None) -> dict | None:
     """n = c · M^α · (ln M)^β: log n = log c + α log M + β log ln M, with 95% CIs."""
     M, n = np.asarray(M, float), np.asarray(n, float)
     if len(M) < 3:
@@ -158,10 +226,10 @@ def fit_power(M, n) -> dict | None:
                    alpha_ci95=[float(b[1] - t * se[1]), float(b[1] + t * se[1])],
                    beta_ci95=[float(b[2] - t * se[2]), float(b[2] + t * se[2])],
                    corr_alpha_beta=float(cov[1, 2] / (se[1] * se[2])) if se[1] * se[2] > 0 else None)
-    return out
+    return _with_brackets(out, X, lo, hi, np.zeros(len(M)), ("c", "alpha", "beta"))
 
 
-def fit_power_logm(M, n) -> dict | None:
+def fit_power_logm(M, n, lo=None, hi=None) -> dict | None:
     """n = c · M^α · ln M (β fixed at Li2's 1): log(n / ln M) = log c + α log M, with 95% CIs.
     Well conditioned where the free (α, β) fit is not; α = 1 is Li2's law."""
     M, n = np.asarray(M, float), np.asarray(n, float)
@@ -175,7 +243,7 @@ def fit_power_logm(M, n) -> dict | None:
         t, se = _t95(dof), np.sqrt(np.diag(cov))
         out.update(c_ci95=[math.exp(b[0] - t * se[0]), math.exp(b[0] + t * se[0])],
                    alpha_ci95=[float(b[1] - t * se[1]), float(b[1] + t * se[1])])
-    return out
+    return _with_brackets(out, X, lo, hi, np.log(np.log(M)), ("c", "alpha"))
 
 
 def fit_scaling(points: list[dict]) -> dict:
@@ -183,7 +251,10 @@ def fit_scaling(points: list[dict]) -> dict:
     use = [p for p in points if p["n_crit"] is not None and p["order"] >= 3]
     M = [p["order"] for p in use]
     n = [p["n_crit"] for p in use]
-    return {"mlogm": fit_mlogm(M, n) if use else None, "power_logm": fit_power_logm(M, n), "power_law": fit_power(M, n)}
+    lo = [p["bracket"][0] for p in use]
+    hi = [p["bracket"][1] for p in use]
+    return {"mlogm": fit_mlogm(M, n, lo, hi) if use else None, "power_logm": fit_power_logm(M, n, lo, hi),
+            "power_law": fit_power(M, n, lo, hi)}
 
 
 def analyze(index, out: str | Path | None = None, *, threshold: float = science.GENERALIZED_ACC) -> dict:
@@ -235,19 +306,20 @@ def format_fit(fit: dict) -> str:
     """The critical-size table and both fits, as printed at the end of a sweep."""
     lines = [f"critical training size n*: smallest size at which >= {QUORUM:.0%} of the seeds reach test accuracy "
              f">= {fit['threshold']} (interpolated in log n)",
-             f"{'group':>10} {'M':>4} {'n*':>8} {'bracket':>16} {'n*/M^2':>8} {'Li2 n_c':>8} {'Li2 frac':>8} {'n*/n_c':>7}"]
+             "(the bracket [n_lo, n_hi] is what was measured: n_lo fails, n_hi generalizes; n* interpolates between them)",
+             f"{'group':>10} {'M':>4} {'bracket':>16} {'width':>6} {'n*':>8} {'n*/M^2':>8} {'Li2 n_c':>8} {'Li2 frac':>8} {'n*/n_c':>7}"]
     for p in fit["points"]:
         br = p["bracket"] or [None, None]
         brs = f"[{'' if br[0] is None else f'{br[0]:.0f}'}, {'' if br[1] is None else f'{br[1]:.0f}'}]"
         if p["n_crit"] is None:
             ncrit = "<=" + f"{br[1]:.0f}" if p["censored"] == "below" else ">" + f"{br[0]:.0f}"
-            lines.append(f"{p['group']:>10} {p['order']:>4} {ncrit:>8} {brs:>16} {'':>8} {p['li2_n']:>8.1f} {p['li2_frac']:>8.3f} {'':>7}")
+            lines.append(f"{p['group']:>10} {p['order']:>4} {brs:>16} {'open':>6} {ncrit:>8} {'':>8} {p['li2_n']:>8.1f} {p['li2_frac']:>8.3f} {'':>7}")
         else:
-            lines.append(f"{p['group']:>10} {p['order']:>4} {p['n_crit']:>8.1f} {brs:>16} {p['frac_crit']:>8.3f} "
+            lines.append(f"{p['group']:>10} {p['order']:>4} {brs:>16} {br[1] / br[0] - 1:>6.1%} {p['n_crit']:>8.1f} {p['frac_crit']:>8.3f} "
                          f"{p['li2_n']:>8.1f} {p['li2_frac']:>8.3f} {p['ratio_li2']:>7.2f}")
     ml, pw = fit.get("mlogm"), fit.get("power_law")
     if ml:
-        lines.append(f"fit n* = c·M·ln M:          c = {ml['c']:.4g}{_ci(ml['c_ci95'])} (95% CI, {ml['points']} groups)"
+        lines.append(f"fit n* = c·M·ln M:          c = {ml['c']:.4g}{_ci(ml['c_ci95'])} (95% CI{' incl. brackets' if ml.get('intervals') else ''}, {ml['points']} groups)"
                      f"   Li2 code: c = {fit['li2_c']}")
     else:
         lines.append("fit n* = c·M·ln M: no group has an uncensored critical size")
@@ -255,6 +327,11 @@ def format_fit(fit: dict) -> str:
     if pl:
         lines.append(f"fit n* = c·M^α·ln M:        c = {pl['c']:.3g}{_ci(pl['c_ci95'])}, α = {pl['alpha']:.3f}{_ci(pl['alpha_ci95'])}"
                      "   Li2: α = 1")
+    for name, f in (("c", ml), ("α", pl)):
+        key = "c_range" if name == "c" else "alpha_range"
+        if f and key in f:
+            form = "c·M·ln M" if f is ml else "c·M^α·ln M"
+            lines.append(f"  exact laws n* = {form} through every bracket: " + (f"{name} in{_ci(f[key])}" if f[key] else "none"))
     if pw:
         lines.append(f"fit n* = c·M^α·(ln M)^β:    c = {pw['c']:.3g}{_ci(pw['c_ci95'])}, α = {pw['alpha']:.3f}{_ci(pw['alpha_ci95'])}, "
                      f"β = {pw['beta']:.3f}{_ci(pw['beta_ci95'])}" + (f" (corr(α, β) = {pw['corr_alpha_beta']:.2f})" if pw.get("corr_alpha_beta") is not None else ""))

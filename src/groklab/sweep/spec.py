@@ -38,9 +38,9 @@ import numpy as np
 from groklab.errors import GroklabError
 from groklab.train.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 
-__all__ = ["Spec", "Member", "PlannedJob", "load_spec", "plan_jobs", "member_id", "SweepResult", "BATCH_FIELDS"]
+__all__ = ["Spec", "Member", "PlannedJob", "RefineConfig", "load_spec", "plan_jobs", "member_id", "SweepResult", "BATCH_FIELDS"]
 
-SPEC_KEYS = ("name", "description", "base", "grid", "exclude", "runs", "execution")
+SPEC_KEYS = ("name", "description", "base", "grid", "exclude", "runs", "execution", "refine")
 # Fields a member may have of its own inside one ensemble job (the engine takes them per member).
 BATCH_FIELDS = ("seed", "lr", "wd", "frac", "n_train", "crit_mult", "split_seed")
 # Execution settings: how members are packed into jobs and run. They change no member's identity.
@@ -126,6 +126,7 @@ class Spec:
     members: list[Member]
     execution: dict[str, Any]
     source: str = "<dict>"
+    refine: RefineConfig | None = None  # the `refine:` section (sweep_refine runs it)
 
     def describe(self) -> str:
         return f"{self.name}: {len(self.members)} members"
@@ -208,6 +209,7 @@ def load_spec(spec: str | Path | dict, *, source: str | None = None) -> Spec:
     execution.update(_check_keys(f"{where}: execution", raw.get("execution") or {}, tuple(EXECUTION_DEFAULTS), "execution settings"))
     _check_execution(f"{where}: execution", execution)
     name = str(raw.get("name") or (Path(source).stem if source != "<dict>" else "sweep"))
+    refine = RefineConfig.from_raw(f"{where}: refine", raw["refine"]) if raw.get("refine") is not None else None
 
     points: list[tuple[str, dict]] = []
     if axes:
@@ -235,7 +237,9 @@ def load_spec(spec: str | Path | dict, *, source: str | None = None) -> Spec:
         if every is not None and every % m.cfg.train.eval_every:
             raise _fail(f"{where}: execution.analysis", f"{every}: must be a multiple of every member's eval_every "
                         f"(analyses are taken at evaluations); member {m.id} has eval_every {m.cfg.train.eval_every}", "analysis")
-    return Spec(name, raw, members, execution, source)
+    if refine is not None:
+        _check_refine(f"{where}: refine", refine, members)
+    return Spec(name, raw, members, execution, source, refine)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -291,6 +295,86 @@ def _build_member(where: str, flat: dict, tasks: dict) -> Member:
     full.pop("seeds")
     full = {"seed": seed, **{k: _normalize(k, v) for k, v in full.items()}}
     return Member(member_id(full), full, cfg, n, task.order)
+
+
+# ---- the refine: section ---------------------------------------------------------------------------------
+REFINE_KEYS = ("tolerance", "points", "seeds", "groups", "start", "expand", "max_rounds")
+# Fields that may vary between the members of a refined spec: the critical size is one number per
+# group of one recipe, so anything else varying (lr, width, ...) would mix recipes in a bracket.
+_REFINE_FREE = {"group", "seed", "frac", "n_train", "crit_mult", "split_seed", "ckpt_every", "device"}
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Adaptive search of the critical training size n* per group (`groklab.sweep.refine`).
+
+    Round 0 is the spec's grid/runs; each further round adds, per group whose bracket
+    [n_lo, n_hi] (largest size that fails, smallest that generalizes, by scaling.critical_points'
+    rule) is wider than `tolerance` (n_hi / n_lo > 1 + tolerance), `points` sizes spaced evenly
+    in log n inside it (1 = bisection), each with every seed of `seeds`. A group whose sizes all
+    generalize (all fail) gets n_lo / expand (n_hi · expand) instead. A group of `groups` with no
+    member yet starts at the sizes `start` × Li2 n_c. Stops when every group is within the
+    tolerance (or cannot be refined: n_hi − n_lo <= 1, or bounded by 1 / all pairs) or after
+    `max_rounds` rounds."""
+
+    tolerance: float = 0.05
+    points: int = 1
+    seeds: tuple[int, ...] | None = None  # None: the seeds of the spec's members
+    groups: tuple[str, ...] | None = None  # None: every group of the spec's members
+    start: tuple[float, ...] = (0.5, 1.0, 2.0)
+    expand: float = 2.0
+    max_rounds: int = 12
+
+    def __post_init__(self):
+        from groklab.errors import number_in
+
+        number_in("refine.tolerance", self.tolerance, lo=0, lo_open=True)
+        number_in("refine.points", self.points, lo=1, hi=16, integer=True)
+        number_in("refine.expand", self.expand, lo=1, lo_open=True)
+        number_in("refine.max_rounds", self.max_rounds, lo=1, hi=100, integer=True)
+        for s in self.seeds or ():
+            number_in("refine.seeds", s, lo=0, integer=True)
+        if self.seeds is not None and len(self.seeds) == 0:
+            raise GroklabError("refine.seeds []: give at least one seed", field="refine.seeds")
+        if not self.start:
+            raise GroklabError("refine.start []: give at least one multiple of n_c", field="refine.start")
+        for m in self.start:
+            number_in("refine.start", m, lo=0, lo_open=True)
+
+    @classmethod
+    def from_raw(cls, where: str, raw: Any) -> RefineConfig:
+        if raw is True or raw == {}:
+            return cls()
+        mapping = _check_keys(where, raw, REFINE_KEYS, "refine settings")
+        kw: dict[str, Any] = {}
+        for k, v in mapping.items():
+            if k in ("seeds", "groups", "start"):
+                v = tuple(v) if isinstance(v, list) else (v,)
+                if k == "start":
+                    v = tuple(float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v)
+            elif k in ("tolerance", "expand") and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            kw[k] = v
+        try:
+            return cls(**kw)
+        except GroklabError as e:
+            raise GroklabError(f"{where}: {e}", field=e.field) from None
+
+
+def _check_refine(where: str, rc: RefineConfig, members: list[Member]) -> None:
+    """A refined spec is one recipe: only group, seed and the training size may vary."""
+    from groklab.tasks import make_task
+
+    for k in sorted({k for m in members for k in m.flat} - _REFINE_FREE):
+        vals = {json.dumps(m.flat.get(k), sort_keys=True) for m in members}
+        if len(vals) > 1:
+            raise _fail(f"{where}", f"the members vary {k} ({', '.join(sorted(vals))[:80]}); a refined spec is one recipe: "
+                        "only group, seed and the training size may vary (one spec per recipe)", k)
+    for g in rc.groups or ():
+        try:
+            make_task(g)
+        except GroklabError as e:
+            raise GroklabError(f"{where}.groups: {e}", field="refine.groups") from None
 
 
 # ---- packing members into jobs -------------------------------------------------------------------------
