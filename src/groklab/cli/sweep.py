@@ -67,7 +67,7 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
         from groklab.sweep.refine import run_refine
 
         res = run_refine(sp, out, executor=ns.executor, workers=ns.workers, quiet=ns.quiet, ray_address=ns.ray_address)
-        return 0 if res.total_members and not getattr(res, "failed", None) else 3
+        return 0 if res.total_members and not res.failed else 3
     res = run_sweep(sp, out, executor=ns.executor, workers=ns.workers, extend=ns.extend, quiet=ns.quiet,
                     ray_address=ns.ray_address, storage=ns.storage, max_retries=ns.max_retries)
     return 0 if res.total_members and not res.failed else 3
