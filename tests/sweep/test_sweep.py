@@ -28,12 +28,7 @@ TINY = ROOT / "sweeps" / "tiny.yaml"
 VOLATILE = ["wall_s", "finished"]  # the only index columns that may differ between two runs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(**changes) -> dict:

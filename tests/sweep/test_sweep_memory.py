@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
 
 from groklab import sweep
@@ -29,12 +28,7 @@ TINY = ROOT / "sweeps" / "tiny.yaml"
 COMPARE = ["member_id", "status", "final_test_acc", "step_memorized", "step_generalized", "last_step"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def one_class(**grid) -> dict:

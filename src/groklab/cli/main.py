@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from groklab.cli.args import Parser as _Parser
+from groklab.cli.args import seeds_arg as _seeds
 from groklab.errors import GroklabError
 from groklab.train.config import (
     ACTIVATIONS,
@@ -22,24 +24,6 @@ from groklab.train.config import (
     OPTIMIZERS,
     RunConfig,
 )
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (and exit 2), like every groklab error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise GroklabError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    """'0,1,2' or '0-7' -> seeds."""
-    try:
-        if "-" in text.strip("-") and "," not in text:
-            lo, hi = text.split("-")
-            return tuple(range(int(lo), int(hi) + 1))
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 0,1,2 or 0-7") from None
 
 
 def _bool(text: str) -> bool:
@@ -165,7 +149,15 @@ def cmd_report(ns: argparse.Namespace, argv: list[str]) -> int:
 
 def _verb_modules() -> list[tuple]:
     """The verbs that live in modules of their own: (add their parser to `sub`, {verb: command})."""
-    from groklab.cli import joma, landscape, posttrain, snap, superposition, sweep, theory
+    from groklab.cli import (
+        joma,
+        landscape,
+        posttrain,
+        snap,
+        superposition,
+        sweep,
+        theory,
+    )
 
     return [(sweep.add_parser, {"sweep": sweep.cmd_sweep}),
             (theory.add_parsers, {"theory": theory.cmd_theory, "analyze": theory.cmd_analyze}),

@@ -17,17 +17,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from groklab.cli.args import seeds_arg as _seeds
 from groklab.errors import GroklabError
-
-def _seeds(text: str) -> tuple[int, ...]:
-    """'0,1,2' or '0-4' -> seeds."""
-    try:
-        if "-" in text.strip("-") and "," not in text:
-            lo, hi = text.split("-")
-            return tuple(range(int(lo), int(hi) + 1))
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 0,1,2 or 0-4") from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
