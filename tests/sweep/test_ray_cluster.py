@@ -168,7 +168,8 @@ def test_workers_never_touch_the_driver_folder_and_the_folder_is_complete(cluste
 def test_a_worker_killed_mid_job_is_retried_from_its_checkpoint_and_each_member_is_written_once(cluster):
     base = cluster.base / "kill"
     base.mkdir()
-    spec_d = {**SPEC, "base": {**SPEC["base"], "steps": 1000, "eval_every": 50, "ckpt_every": 100}}
+    # Long enough that a quiet machine cannot finish a job between two polls (1000 steps could).
+    spec_d = {**SPEC, "base": {**SPEC["base"], "steps": 6000, "eval_every": 50, "ckpt_every": 100}}
     spec = base / "spec.yaml"
     spec.write_text(yaml.safe_dump(spec_d))
     out, storage = cluster.base / "driver" / "killed", base / "storage"
