@@ -12,7 +12,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -289,20 +288,14 @@ def page(title: str, subtitle: str, body: str) -> str:
 
 
 def write_atomic(files: dict[Path, bytes | str]) -> None:
-    """Write each file through a temp file in its own folder and `os.replace`, so a reader never
-    sees a half-written report."""
+    """Write each file atomically (train.record.atomic_write: temp file, fsync, rename), so a reader
+    never sees a half-written report and a full disk leaves the previous page intact, in one line."""
+    from groklab.train.record import atomic_write
+
     for path, content in files.items():
         data = content.encode("utf-8") if isinstance(content, str) else content
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp, data=data: Path(tmp).write_bytes(data))
 
 
 def rel_link(target: Path, start: Path) -> str:
