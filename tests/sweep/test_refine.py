@@ -7,6 +7,7 @@ the packing, folder, index and resume code they go through is the real sweep's.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -110,6 +111,21 @@ def test_cli_sweep_runs_the_refinement_and_status_shows_the_brackets(tmp_path, m
     (tmp_path / "r" / "fit.json").unlink()
     assert cli_main(["sweep", "--analyze", str(tmp_path / "r")]) == 0  # fit.json again from the index alone
     assert "[23, 24]" in capsys.readouterr().out and (tmp_path / "r" / "fit.json").exists()
+    # two folders of one recipe, a group each: one joint fit over both (written with --out)
+    for g in ("Z7", "Z11"):
+        sp = spec()
+        sp["grid"]["group"] = [g]
+        (tmp_path / f"{g}.yaml").write_text(yaml.safe_dump(sp))
+        assert cli_main(["sweep", str(tmp_path / f"{g}.yaml"), "--out", str(tmp_path / g), "--workers", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli_main(["sweep", "--analyze", str(tmp_path / "Z7"), str(tmp_path / "Z11"), "--out", str(tmp_path / "joint")]) == 0
+    text = capsys.readouterr().out
+    assert "[23, 24]" in text and "[61, 63]" in text and f"Z11 ({tmp_path / 'Z11'})" in text
+    assert [p["group"] for p in json.loads((tmp_path / "joint" / "fit.json").read_text())["points"]] == ["Z7", "Z11"]
+    assert cli_main(["sweep", "--analyze", str(tmp_path / "Z7"), str(tmp_path / "Z7")]) != 0
+    assert "is given twice" in capsys.readouterr().err
+    assert cli_main(["sweep", "--analyze", str(tmp_path / "r"), str(tmp_path / "Z7")]) != 0
+    assert "group Z7 is in two sweeps" in capsys.readouterr().err
 
 
 def test_refine_resumes_after_a_kill_mid_round_with_the_same_rounds(tmp_path, monkeypatch):

@@ -97,3 +97,35 @@ def test_analyze_end_to_end_from_synthetic_index(tmp_path):
     assert (tmp_path / "fit.json").exists() and (tmp_path / "phase.png").stat().st_size > 20_000
     text = scaling.format_fit(fit)
     assert "Z97" in text and "c = 4" in text and "2.7482" in text
+
+
+def _split(cols, keep):
+    rows = [i for i, g in enumerate(cols["group"]) if keep(g)]
+    return {k: [v[i] for i in rows] for k, v in cols.items()}
+
+
+def test_joint_fit_of_two_folders_equals_the_fit_of_their_union():
+    """Groups split over two sweeps of one recipe: the joint fit is the one-index fit; a group in
+    both, or a recipe field that differs, is refused; a field one folder does not record is named."""
+    from groklab.errors import GroklabError
+
+    cols = synthetic_index(lambda M: 1.3 * science.critical_size(M))
+    a, b = _split(cols, lambda g: int(g[1:]) < 50), _split(cols, lambda g: int(g[1:]) >= 50)
+    joint = scaling.analyze_joint({"A": a, "B": b})
+    whole = scaling.analyze(cols)
+    assert [p["group"] for p in joint["points"]] == [f"Z{M}" for M in MS]
+    assert [p["sweep"] for p in joint["points"]] == ["A"] * 4 + ["B"] * 4
+    assert joint["c"] == pytest.approx(whole["c"], rel=1e-12)
+    assert joint["power_logm"]["alpha"] == pytest.approx(whole["power_logm"]["alpha"], rel=1e-12)
+    assert joint["unrecorded"] == {}
+    with pytest.raises(GroklabError, match="group Z23 is in two sweeps"):
+        scaling.analyze_joint({"A": a, "B": cols})
+    b_lr = {**b, "lr": [2e-3] * len(b["lr"])}
+    with pytest.raises(GroklabError, match=r"field lr differs between the sweeps \(A: 0.001, B: 0.002\)"):
+        scaling.analyze_joint({"A": a, "B": b_lr})
+    a_mixed = {**a, "lr": [1e-3, 2e-3] * (len(a["lr"]) // 2)}
+    with pytest.raises(GroklabError, match="field lr varies inside the sweep"):
+        scaling.analyze_joint({"A": a_mixed, "B": b})
+    b_new = {**b, "init_scale": ["per-operand"] * len(b["lr"])}
+    u = scaling.analyze_joint({"A": a, "B": b_new})["unrecorded"]
+    assert u == {"init_scale": {"value": "per-operand", "recorded_by": ["B"], "not_recorded_by": ["A"]}}

@@ -28,8 +28,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=3, help="with --executor ray: re-runs of a job whose worker or node died (default 3)")
     p.add_argument("--extend", action="store_true", help="add the spec's new members to an existing sweep folder")
     p.add_argument("--status", metavar="DIR", help="print done / running / left and the ETA of a sweep folder, then exit")
-    p.add_argument("--analyze", metavar="DIR", help="rewrite fit.json and phase.png of a sweep folder from its finished members "
-                   "(e.g. a stopped refinement), print the table, then exit")
+    p.add_argument("--analyze", metavar="DIR", nargs="+", help="rewrite fit.json and phase.png of a sweep folder from its finished "
+                   "members (e.g. a stopped refinement), print the table, then exit; several folders of one recipe: one joint "
+                   "fit over their groups, printed (and written to --out DIR/fit.json if given)")
     p.add_argument("--dry-run", action="store_true", help="print the members and jobs the spec gives, run nothing")
     p.add_argument("--no-refine", action="store_true", help="run only the grid of a spec with a refine: section (no adaptive rounds)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -51,7 +52,11 @@ def cmd_sweep(ns: argparse.Namespace, argv: list[str]) -> int:
             print(format_brackets(record.read_json(Path(ns.status) / REFINE_FILE, ns.status)))
         return 0
     if ns.analyze:
-        return _analyze(Path(ns.analyze))
+        if len(ns.analyze) > 1:
+            return _analyze_joint([Path(d) for d in ns.analyze], Path(ns.out) if ns.out else None)
+        if ns.out:
+            raise GroklabError("--analyze DIR: writes into DIR itself; --out is for a joint fit of several folders")
+        return _analyze(Path(ns.analyze[0]))
     if not ns.spec:
         raise GroklabError("groklab sweep: give a spec (groklab sweep SPEC.yaml) or --status DIR")
     if ns.workers is not None and ns.workers < 1:
@@ -92,4 +97,35 @@ def _analyze(out: Path) -> int:
         from groklab.train import record
 
         print(format_brackets(record.read_json(out / REFINE_FILE, str(out))))
+    return 0
+
+
+def _analyze_joint(dirs: list[Path], out: Path | None) -> int:
+    """One fit over the groups of several sweep folders of the same recipe (scaling.analyze_joint)."""
+    import pyarrow.parquet as pq
+
+    from groklab.sweep.scaling import analyze_joint, format_fit
+    from groklab.sweep.store import INDEX, Store
+    from groklab.train import record
+
+    if len(set(d.resolve() for d in dirs)) < len(dirs):
+        raise GroklabError(f"--analyze: a folder is given twice ({', '.join(map(str, dirs))})")
+    indices = {}
+    for d in dirs:
+        Store(d).read_plan()  # a sweep folder, or a one-line error
+        if not (d / INDEX).exists():
+            raise GroklabError(f"--analyze {d}: no finished member yet (no {INDEX})")
+        indices[str(d)] = pq.read_table(d / INDEX)
+    fit = analyze_joint(indices)
+    print(format_fit(fit))
+    print("groups from: " + ", ".join(f"{p['group']} ({p['sweep']})" for p in fit["points"]))
+    for k, u in fit["unrecorded"].items():
+        print(f"note: {k} = {u['value']!r} in {', '.join(u['recorded_by'])}; not recorded by {', '.join(u['not_recorded_by'])} "
+              "(an older groklab): check it there before trusting the joint fit")
+    if out is not None:
+        from groklab.sweep.scaling import _clean
+
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_json(out / "fit.json", _clean(fit))
+        print(f"wrote {out / 'fit.json'}")
     return 0

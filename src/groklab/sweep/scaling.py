@@ -33,7 +33,8 @@ import numpy as np
 
 from groklab import science
 
-__all__ = ["critical_points", "fit_mlogm", "fit_power", "fit_power_logm", "fit_scaling", "analyze", "format_fit", "phase_figure"]
+__all__ = ["critical_points", "fit_mlogm", "fit_power", "fit_power_logm", "fit_scaling", "analyze", "analyze_joint",
+           "format_fit", "phase_figure"]
 
 QUORUM = 0.5  # share of seeds that must generalize at a training size
 _NON_SERIES = {"group", "seed", "frac", "n_train", "crit_mult", "split_seed", "ckpt_every", "device"}
@@ -283,6 +284,59 @@ def analyze(index, out: str | Path | None = None, *, threshold: float = science.
         fig = phase_figure(index, fit)
         record.atomic_write(out / "phase.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     return fit
+
+
+def recipe_of(index) -> dict[str, Any]:
+    """The config fields that define a sweep's recipe (not group, seed, size) with their values
+    over the index: {field: value} where all members agree, {field: [values]} where they vary."""
+    from groklab.sweep.spec import FIELD_KINDS
+
+    cols = _columns(index)
+    out: dict[str, Any] = {}
+    for k in FIELD_KINDS:
+        if k in cols and k not in _NON_SERIES:
+            vals = list(dict.fromkeys(repr(v) for v in cols[k]))
+            out[k] = cols[k][0] if len(vals) == 1 else sorted(vals)
+    return out
+
+
+def analyze_joint(indices: dict[str, Any], *, threshold: float = science.GENERALIZED_ACC) -> dict:
+    """One scaling fit over the groups of several sweep folders run with the same recipe (e.g. a
+    refinement extended by new groups in a folder of its own). indices: {folder name: index}.
+
+    Refuses (GroklabError) when a group is in two folders or a recipe field recorded by two folders
+    differs, or varies inside one (a fit mixes one recipe). A field recorded by only some folders
+    (an older groklab wrote no such column) is listed in fit["unrecorded"], not guessed."""
+    from groklab.errors import GroklabError
+
+    recipes = {name: recipe_of(ix) for name, ix in indices.items()}
+    fields = sorted({k for r in recipes.values() for k in r})
+    unrecorded = {}
+    for k in fields:
+        have = {name: r[k] for name, r in recipes.items() if k in r}
+        for name, v in have.items():
+            if isinstance(v, list):
+                raise GroklabError(f"{name}: field {k} varies inside the sweep ({', '.join(v)}); a joint fit takes one recipe")
+        if len({repr(v) for v in have.values()}) > 1:
+            shown = ", ".join(f"{n}: {v!r}" for n, v in have.items())
+            raise GroklabError(f"field {k} differs between the sweeps ({shown}); a joint fit takes one recipe")
+        if len(have) < len(recipes):
+            unrecorded[k] = {"value": next(iter(have.values())), "recorded_by": sorted(have),
+                             "not_recorded_by": sorted(set(recipes) - set(have))}
+    points, source = [], {}
+    for name, ix in indices.items():
+        for p in critical_points(ix, threshold=threshold):
+            if p["group"] in source:
+                raise GroklabError(f"group {p['group']} is in two sweeps ({source[p['group']]}, {name}); give each group once")
+            source[p["group"]] = name
+            points.append({**p, "sweep": name})
+    points.sort(key=lambda p: (p["order"], p["group"]))
+    f = fit_scaling(points)
+    ml = f["mlogm"] or {}
+    return {"kind": "groklab.fit", "version": 1, "rule": science.CRITICAL_RULE, "threshold": threshold, "quorum": QUORUM,
+            "li2_c": science.CRITICAL_CONST, "c": ml.get("c"), "c_ci95": ml.get("c_ci95"), **f, "points": points,
+            "series": None, "sweeps": list(indices), "recipe": {k: v for r in recipes.values() for k, v in r.items()},
+            "unrecorded": unrecorded}
 
 
 def _clean(o: Any) -> Any:
