@@ -208,3 +208,37 @@ def test_training_is_seeded_and_a_shorter_run_is_a_prefix_of_a_longer_one():
     _, b = train_arm(TrainConfig(steps=8, **kw), "coconut")
     strip = lambda rows: [(r["step"], r["stage"], r["loss"], r["acc"]) for r in rows]  # noqa: E731
     assert strip(a) == strip(b)[: len(a)] and len(b) == 5
+
+
+def test_bfs_loss_is_minus_log_mass_on_the_next_hop_frontier():
+    """Emergence of Superposition App. E.2: before the last stage the loss is -log sum_{v in F} p(v),
+    F = nodes at the end of a (k+1)-step walk from the root; after it, the answer's cross-entropy.
+    Checked against a loop over rows in float64, and against the graph's own levels."""
+    from groklab.superposition.data import frontier_tokens
+    from groklab.superposition.train import arm_loss
+
+    cfg = TrainConfig(n_min=8, n_max=10, depth=3, n_tokens=12, d_model=32, n_head=4, coconut_loss="bfs")
+    rng = np.random.default_rng(3)
+    graphs = [make_graph(rng, cfg.data) for _ in range(6)]
+    for g in graphs:  # on these layered graphs the walk frontier is the set at distance k, and holds the optimal nodes
+        local = {v: k for k, v in enumerate(g.nodes)}
+        d = distances(len(g.nodes), [(local[s], local[t]) for s, t in g.edges], local[g.root])
+        for k in range(1, cfg.depth + 1):
+            assert sorted(frontier_tokens(g, k)) == sorted(v for v in g.nodes if d[local[v]] == k)
+            assert set(g.optimal[k]) <= set(frontier_tokens(g, k))
+    model = GPT(cfg.gpt, seed=0).double().requires_grad_(False)
+    for stage in range(cfg.depth + 1):
+        b = encode_batch(graphs, cfg.data.vocab, "coconut", stage, np.random.default_rng(0))
+        h, _, _ = coconut_forward(model, b.tokens, b.pos, b.pad, b.prompt_len, b.n_latent)
+        got = arm_loss(model, h, b, cfg, "coconut", stage)
+        p = model.logits(h[:, -1]).softmax(-1)
+        if stage < cfg.depth:
+            want = -torch.stack([p[i, frontier_tokens(g, stage + 1)].sum().log() for i, g in enumerate(graphs)]).mean()
+            standard = arm_loss(model, h, b, TrainConfig(**{**cfg.to_dict(), "coconut_loss": "optimal"}), "coconut", stage)
+            wider = any(len(frontier_tokens(g, stage + 1)) > 1 for g in graphs)
+            assert float(standard) > float(got) if wider else float(standard) == pytest.approx(float(got), rel=1e-12)
+        else:
+            want = -torch.stack([p[i, g.target].log() for i, g in enumerate(graphs)]).mean()
+        assert float(got) == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(GroklabError, match="coconut-loss 'frontier': optimal or bfs"):
+        TrainConfig(coconut_loss="frontier")

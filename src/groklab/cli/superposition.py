@@ -28,6 +28,8 @@ TRAIN_OPTIONS: dict[str, tuple[type, str]] = {
     "stage_steps": (int, "Coconut steps per curriculum stage (default 250)"),
     "batch": (int, "graphs per step (default 64)"), "lr": (float, "AdamW learning rate (default 1e-3)"),
     "wd": (float, "weight decay (default 0.01)"), "uniform_prob": (float, "mix an earlier stage (default 0.1)"),
+    "coconut_loss": (str, "Coconut loss before the last stage: optimal (one optimal next-hop node, official Coconut) | "
+                          "bfs (mass on the whole next-hop frontier, arXiv 2509.23365 App. E.2) (default optimal)"),
     "eval_every": (int, "evaluate every N steps (default 100)"), "n_eval": (int, "evaluation graphs (default 256)"),
     "seed": (int, "seed (default 0)"), "threads": (int, "torch threads (default 1)"),
     "max_seconds": (float, "per-arm wall-clock budget; stops at the next evaluation (default 0 = none)"),

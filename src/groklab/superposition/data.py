@@ -15,7 +15,10 @@ batch (the official collator pads the same way for the same reason); positions r
 the first real token.
 
 Suffixes (official ``dataset.py``; ``expand_data``, ``get_graph_cot_dataset``, ``..._no_cot_...``):
-- coconut, stage k < depth: k latent slots; the last position predicts one optimal node of hop k+1.
+- coconut, stage k < depth: k latent slots; the last position predicts one optimal node of hop k+1
+  (standard Coconut), or, with the BFS loss of "Emergence of Superposition" (arXiv 2509.23365
+  App. E.2, official ``coconut.py`` ``bfs-paper-loss``), any node of the hop-(k+1) frontier:
+  loss = -log sum_{v in frontier} p(v) (``frontier_tokens``).
 - coconut, stage k >= depth: depth latent slots, <A>; <A> predicts the target.
 - cot: the nodes of a random shortest path, <A>, target (teacher-forced on all of them).
 - nocot: <A>, target.
@@ -30,7 +33,7 @@ import torch
 
 from groklab.errors import check
 
-__all__ = ["DataConfig", "Graph", "Vocab", "make_graph", "encode_batch", "IGNORE"]
+__all__ = ["DataConfig", "Graph", "Vocab", "make_graph", "encode_batch", "frontier_tokens", "IGNORE"]
 
 IGNORE = -100
 
@@ -140,6 +143,15 @@ def make_graph(rng: np.random.Generator, cfg: DataConfig) -> Graph:
     assert d_root[target] == cfg.depth and d_root[neg] < 0
     return Graph(tuple((int(names[s]), int(names[t])) for s, t in edges), int(names[root]), int(names[target]),
                  int(names[neg]), opt, tuple(int(x) for x in names))
+
+
+def frontier_tokens(g: Graph, c: int) -> list[int]:
+    """Token ids of the nodes at the end of some c-step walk from the root (the BFS loss's
+    candidate set for the thought that makes hop c; on these layered graphs, distance c)."""
+    from groklab.superposition.graphs import frontier_walk
+
+    local = {v: k for k, v in enumerate(g.nodes)}
+    return [g.nodes[k] for k in frontier_walk(len(g.nodes), [(local[s], local[t]) for s, t in g.edges], local[g.root], c)]
 
 
 def prompt_tokens(g: Graph, voc: Vocab, swap: bool) -> list[int]:

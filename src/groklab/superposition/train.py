@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from groklab.errors import check
-from groklab.superposition.data import IGNORE, DataConfig, Graph, encode_batch, make_graph
+from groklab.superposition.data import IGNORE, DataConfig, Graph, encode_batch, frontier_tokens, make_graph
 from groklab.superposition.model import GPT, GPTConfig, coconut_forward
 
 __all__ = ["TrainConfig", "ARMS", "train_arm", "accuracy", "eval_graphs"]
@@ -46,6 +46,10 @@ class TrainConfig:
     lr: float = 1e-3
     wd: float = 0.01
     uniform_prob: float = 0.1
+    # Coconut's loss before the last stage: "optimal" = cross-entropy on one optimal node of the
+    # next hop (official Coconut); "bfs" = -log of the probability mass on the next hop's whole
+    # frontier (Emergence of Superposition, arXiv 2509.23365 App. E.2)
+    coconut_loss: str = "optimal"
     # evaluation
     eval_every: int = 100
     n_eval: int = 256
@@ -61,6 +65,7 @@ class TrainConfig:
         check(self.lr > 0, "lr", self.lr, "must be > 0")
         check(self.wd >= 0, "wd", self.wd, "must be >= 0")
         check(0 <= self.uniform_prob <= 1, "uniform_prob", self.uniform_prob, "must be in [0, 1]")
+        check(self.coconut_loss in ("optimal", "bfs"), "coconut_loss", self.coconut_loss, "optimal or bfs")
         check(self.max_seconds >= 0, "max_seconds", self.max_seconds, "must be >= 0 (0 = no budget)")
         self.data  # validates the data fields
         self.gpt  # validates the model fields
@@ -129,6 +134,19 @@ def accuracy(model: GPT, arm: str, graphs: list[Graph], cfg: TrainConfig, chunk:
     return correct / len(graphs)
 
 
+def arm_loss(model: GPT, h: torch.Tensor, b, cfg: TrainConfig, arm: str, stage: int) -> torch.Tensor:
+    """Mean loss over the supervised positions of a batch; h (B, T, d) final hidden states."""
+    sel = b.targets != IGNORE
+    if arm == "coconut" and cfg.coconut_loss == "bfs" and stage < cfg.depth:
+        # one supervised position per row (the last); its hop stage+1 frontier is the target set
+        logp = model.logits(h[:, -1]).log_softmax(-1)  # (B, V)
+        mask = torch.zeros_like(logp, dtype=torch.bool)
+        for i, g in enumerate(b.graphs):
+            mask[i, frontier_tokens(g, stage + 1)] = True
+        return -torch.logsumexp(logp.masked_fill(~mask, float("-inf")), -1).mean()
+    return F.cross_entropy(model.logits(h[sel]), b.targets[sel])
+
+
 def train_arm(cfg: TrainConfig, arm: str, log: Callable[[dict], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> tuple[GPT, list[dict]]:
     """Train one arm from its own seed; returns the model and one metrics row per evaluation."""
@@ -161,8 +179,7 @@ def train_arm(cfg: TrainConfig, arm: str, log: Callable[[dict], None] | None = N
             h, _, _ = coconut_forward(model, b.tokens, b.pos, b.pad, b.prompt_len, b.n_latent)
         else:
             h, _ = model.hidden(model.wte(b.tokens), b.pos, b.pad)
-        sel = b.targets != IGNORE
-        loss = F.cross_entropy(model.logits(h[sel]), b.targets[sel])
+        loss = arm_loss(model, h, b, cfg, arm, stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
