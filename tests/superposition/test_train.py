@@ -117,6 +117,9 @@ def test_probe_groups_and_negative_control_at_initialisation():
     spread = [t1[g]["mean"] for g in ("not_reachable", "reachable_not_root", "optimal")]
     assert max(spread) - min(spread) < 0.5 * sd
     assert t1["reachable"]["mean"] > t1["not_reachable"]["mean"] + sd  # the root's own embedding
+    for c in p["contrast"]:  # within graphs too: no group stands out at initialisation
+        f = c["frontier_vs_not_reachable"]
+        assert f["graphs"] == len(graphs) and abs(f["mean"]) < 0.5 * f["std"] and 0.2 < f["positive"] < 0.8
     e0 = p["edge_attention"][0]  # step 0: only the root's edges are reachable and frontier
     assert e0["reachable"]["n"] == e0["frontier"]["n"] == sum(sum(s == g.root for s, _ in g.edges) for g in graphs)
 
@@ -143,6 +146,13 @@ def test_cli_train_writes_a_complete_folder_and_report(tmp_path):
     assert set(s["final_acc"]) == {"coconut", "cot", "nocot"}
     assert main(["superposition", "report", str(out)]) == 0
     assert (out / "report.html").stat().st_size > 1000 and (out / "report.png").stat().st_size > 1000
+    assert "Within-graph contrasts" in (out / "report.html").read_text()
+    # probing again from the saved weights gives the same probes (the weights round-trip)
+    before = json.loads((out / "probes.json").read_text())
+    (out / "probes.json").unlink()
+    assert main(["superposition", "probe", str(out)]) == 0
+    assert json.loads((out / "probes.json").read_text()) == before
+    assert json.loads((out / "summary.json").read_text())["contrast"] == s["contrast"]
     assert main(["superposition", "train", "--out", str(out)]) == 2  # never overwrites
     # a folder cut short (no summary, no probes) still renders, under a warning
     (out / "summary.json").unlink()
@@ -150,6 +160,8 @@ def test_cli_train_writes_a_complete_folder_and_report(tmp_path):
     assert main(["superposition", "report", str(out)]) == 0
     html = (out / "report.html").read_text()
     assert "INCOMPLETE run" in html and "No probes.json" in html
+    assert main(["superposition", "probe", str(out)]) == 2  # not finished: refused, nothing written
+    assert not (out / "probes.json").exists()
 
 
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
@@ -196,6 +208,12 @@ def test_probes_read_the_exact_construction_as_the_paper_predicts():
         assert e[i]["not_reachable"]["mean"] < 1e-20
         tot = e[i]["reachable"]["mean"] * e[i]["reachable"]["n"]
         assert abs(tot - len(graphs)) < 1e-9  # each graph's thought spends all attention on its I_i
+    for i, c in enumerate(p["contrast"]):  # within a graph every reachable node weighs the same
+        assert c["frontier_vs_not_reachable"]["positive"] == 1.0 and c["frontier_vs_not_reachable"]["graphs"] == len(graphs)
+        if c["optimal_vs_frontier_not_optimal"]["graphs"]:
+            assert abs(c["optimal_vs_frontier_not_optimal"]["mean"]) < 1e-12
+        if i > 0:  # eq. (1) keeps the nodes reached before
+            assert c["earlier_vs_not_reachable"]["positive"] == 1.0
 
 
 def test_training_is_seeded_and_a_shorter_run_is_a_prefix_of_a_longer_one():

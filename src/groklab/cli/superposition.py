@@ -2,6 +2,7 @@
 
     groklab superposition construct --n-max 12 --position rope --graphs 200     # the exact construction
     groklab superposition train --out runs/sp --steps 1500                      # Coconut vs CoT vs no CoT
+    groklab superposition probe runs/sp                                         # probes.json again from the weights
     groklab superposition report runs/sp                                        # report.html + report.png
 
 Thin: parse, call groklab.superposition, print. Wired into groklab.cli.main by ``add_parser``;
@@ -58,6 +59,8 @@ def add_parser(sub, parser_class=None) -> None:
     t.add_argument("--arms", default="coconut,cot,nocot", help="comma list of coconut, cot, nocot")
     for name, (typ, help_) in TRAIN_OPTIONS.items():
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
+    pr = vs.add_parser("probe", help="probe the Coconut thoughts of a finished training folder again (rewrites probes.json)")
+    pr.add_argument("run", type=Path)
     r = vs.add_parser("report", help="HTML + PNG page of a superposition run folder")
     r.add_argument("run", type=Path)
 
@@ -90,6 +93,13 @@ def cmd(ns: argparse.Namespace, argv: list[str]) -> int:
 
         s = run_training(cfg, ns.out, argv, log)
         print("final accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in s["final_acc"].items()))
+        return 0
+    if ns.action == "probe":
+        from groklab.superposition.run import probe_run
+
+        s = probe_run(ns.run)
+        for i, c in enumerate(s["contrast"], 1):
+            print(f"thought {i}: " + ", ".join(f"{k} {'–' if v is None else f'{v:+.3f}'}" for k, v in c.items()))
         return 0
     from groklab.report.superposition import write_report
 

@@ -33,6 +33,16 @@ def _probe_table(steps: list[dict], groups, label: str) -> str:
     return table(heads, rows)
 
 
+def _contrast_table(probes: dict) -> str:
+    rows = []
+    for when in ("trained", "init"):
+        for c in probes[when]["contrast"][0]:
+            rows.append([cell(when), cell(c.replace("_vs_", " − ").replace("_", " "))]
+                        + [cell("–" if s[c]["mean"] is None else f"{s[c]['mean']:+.3f} ± {s[c]['std']:.3f}, "
+                                f"> 0 in {s[c]['positive']:.0%} of {s[c]['graphs']}") for s in probes[when]["contrast"]])
+    return table(["network", "contrast"] + [f"thought {i + 1}" for i in range(len(probes["trained"]["contrast"]))], rows)
+
+
 def write_report(run: Path) -> list[Path]:
     run = Path(run)
     head = read_json(run / "config.json")
@@ -98,6 +108,12 @@ def write_report(run: Path) -> list[Path]:
             axes[j + 1].legend(fontsize=7)
             body += f"<h2>{esc(title)}</h2>" + plotly_div(f2, key)
             body += "<p>trained</p>" + _probe_table(tr, groups, label) + "<p>at initialisation (control)</p>" + _probe_table(ini, groups, label)
+        if "contrast" in probes["trained"]:  # folders from before the within-graph contrasts lack them
+            body += "<h2>Within-graph contrasts of ⟨thought i, node⟩</h2>" + _contrast_table(probes)
+            body += note("Per graph: the difference of two group means, then its mean ± spread over the graphs that "
+                         "have both groups, and the share of graphs where it is positive. Pooled group means mix "
+                         "graphs of different thought norms; these do not (on the exact construction optimal − "
+                         "frontier-not-optimal is 0 in every graph).")
     else:
         for ax in axes[1:]:
             ax.text(0.5, 0.5, "no probes.json: the run stopped before\nthe probes were written", ha="center", va="center", fontsize=9)

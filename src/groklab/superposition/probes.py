@@ -12,6 +12,14 @@
   edge's source: Reachable (in V_i), Frontier (in the i-step walk set), Optimal (frontier edge
   whose target is in neighbor_k[i+1]), Not reachable.
 Groups report mean and standard deviation over all (graph, node) or (graph, edge) members.
+
+Within-graph contrasts (``contrast``): pooled means mix graphs whose thoughts have different norms
+(on the exact construction every reachable node weighs 1/sqrt|V_i|, so graphs with small V_i lift
+whichever group they hold more of), so per thought we also report, over the graphs that have both
+sides, the mean and spread of the per-graph difference of group means: frontier - not reachable
+(does the thought hold the frontier at all), optimal - frontier-not-optimal (does it prefer the
+supervised path over the rest of the frontier: 0 on the exact construction) and
+reachable-not-frontier - not reachable (does it keep nodes reached earlier, as eq. (1) does).
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from groklab.superposition.model import GPT, coconut_forward
 __all__ = ["probe", "group", "probe_construction", "GROUPS"]
 
 GROUPS = ("not_reachable", "reachable", "reachable_not_root", "frontier", "frontier_not_optimal", "optimal")
+CONTRASTS = {"frontier_vs_not_reachable": ("frontier", "not_reachable"),
+             "optimal_vs_frontier_not_optimal": ("optimal", "frontier_not_optimal"),
+             "earlier_vs_not_reachable": ("earlier", "not_reachable")}
 
 
 def _stats(vals: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -53,10 +64,13 @@ def group(ip: np.ndarray, att: list[np.ndarray], first_edge: list[int], graphs: 
     token embedding; att[i] (B, T_i) attention of the position making thought i+1; the first edge
     triplet (s, t, <e>) of graph b starts at first_edge[b]."""
     depth = ip.shape[1]
-    out_t, out_e = [], []
+    out_t, out_e, out_c = [], [], []
     for i in range(1, depth + 1):
         vals: dict[str, list[float]] = {g: [] for g in GROUPS}
+        diffs: dict[str, list[float]] = {c: [] for c in CONTRASTS}
         for gi, g in enumerate(graphs):
+            before = {k: len(v) for k, v in vals.items()}
+            earlier: list[float] = []
             local = {v: k for k, v in enumerate(g.nodes)}
             e_loc = [(local[s], local[t]) for s, t in g.edges]
             d = distances(len(g.nodes), e_loc, local[g.root])
@@ -70,9 +84,19 @@ def group(ip: np.ndarray, att: list[np.ndarray], first_edge: list[int], graphs: 
                     if v in front:
                         vals["frontier"].append(x)
                         vals["optimal" if v in g.optimal[i] else "frontier_not_optimal"].append(x)
+                    elif v != g.root:
+                        earlier.append(x)
                 else:
                     vals["not_reachable"].append(x)
+            mine = {k: vals[k][before[k]:] for k in vals}  # this graph's members of each group
+            mine["earlier"] = earlier
+            for c, (a, b) in CONTRASTS.items():
+                if mine[a] and mine[b]:
+                    diffs[c].append(float(np.mean(mine[a]) - np.mean(mine[b])))
         out_t.append(_stats(vals))
+        out_c.append({c: dict(mean=float(np.mean(d)) if d else None, std=float(np.std(d)) if d else None,
+                              positive=float(np.mean(np.array(d) > 0)) if d else None, graphs=len(d))
+                      for c, d in diffs.items()})
     for i in range(depth):
         vals = {g: [] for g in ("not_reachable", "reachable", "frontier", "optimal")}
         for gi, g in enumerate(graphs):
@@ -92,7 +116,7 @@ def group(ip: np.ndarray, att: list[np.ndarray], first_edge: list[int], graphs: 
                 else:
                     vals["not_reachable"].append(mass)
         out_e.append(_stats(vals))
-    return {"thought": out_t, "edge_attention": out_e}
+    return {"thought": out_t, "edge_attention": out_e, "contrast": out_c}
 
 
 def probe_construction(graphs: list[Graph], n_tokens: int) -> dict:

@@ -31,7 +31,7 @@ from groklab.superposition.graphs import distances, random_problem, reachable_wi
 from groklab.superposition.probes import probe
 from groklab.superposition.train import TrainConfig, eval_graphs, train_arm
 
-__all__ = ["verify_construction", "run_training", "METRICS", "SUMMARY", "PROBES"]
+__all__ = ["verify_construction", "run_training", "probe_run", "METRICS", "SUMMARY", "PROBES"]
 
 CONFIG, METRICS, SUMMARY, PROBES, WEIGHTS, MARK = (
     "config.json", "metrics.parquet", "summary.json", "probes.json", "weights.safetensors", "INCOMPLETE")
@@ -110,16 +110,59 @@ def run_training(cfg: TrainConfig, out: Path, argv: list[str] | None = None,
         weights.update({f"{arm}.{k}": v.detach().contiguous() for k, v in model.state_dict().items()})
         atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp))
         if arm == "coconut":
-            graphs = eval_graphs(cfg)[:128]
-            probes["trained"] = probe(model, graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed)
-            probes["init"] = probe(GPT(cfg.gpt, seed=cfg.seed), graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed)
+            probes = _probes(cfg, model)
             write_json(out / PROBES, probes)
     summary = dict(kind="superposition-train", final_acc=final, seconds=wall, steps=cfg.steps,
                    steps_reached={a: max(r["step"] for r in rows if r["arm"] == a) for a in cfg.arms},
                    best_acc={a: max(r["acc"] for r in rows if r["arm"] == a) for a in cfg.arms})
     if "trained" in probes:
-        summary["thought_inner_product"] = [{g: s["mean"] for g, s in step.items()} for step in probes["trained"]["thought"]]
-        summary["edge_attention"] = [{g: s["mean"] for g, s in step.items()} for step in probes["trained"]["edge_attention"]]
+        summary.update(_probe_summary(probes))
     write_json(out / SUMMARY, summary)
     (out / MARK).unlink()
+    return summary
+
+
+def _probes(cfg: TrainConfig, model) -> dict:
+    """The probes of a trained Coconut network on 128 held-out graphs, and of the same network at
+    initialisation (the control)."""
+    from groklab.superposition.model import GPT
+
+    graphs = eval_graphs(cfg)[:128]
+    return {"trained": probe(model, graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed),
+            "init": probe(GPT(cfg.gpt, seed=cfg.seed), graphs, cfg.data.vocab, cfg.depth, seed=cfg.seed)}
+
+
+def _probe_summary(probes: dict) -> dict:
+    tr = probes["trained"]
+    return {"thought_inner_product": [{g: s["mean"] for g, s in step.items()} for step in tr["thought"]],
+            "edge_attention": [{g: s["mean"] for g, s in step.items()} for step in tr["edge_attention"]],
+            "contrast": [{c: s["mean"] for c, s in step.items()} for step in tr["contrast"]]}
+
+
+def probe_run(out: Path) -> dict:
+    """Probe the Coconut network of a finished training folder again from weights.safetensors (e.g.
+    a folder written before a probe was added); rewrites probes.json and the probe part of summary.json."""
+    from safetensors.torch import load_file
+
+    from groklab.errors import GroklabError
+    from groklab.superposition.model import GPT
+    from groklab.train.record import read_json
+
+    out = Path(out)
+    head = read_json(out / CONFIG, str(out))
+    if head.get("kind") != "superposition-train":
+        raise GroklabError(f"{out}/config.json: kind {head.get('kind')!r} is not 'superposition-train'")
+    if (out / MARK).exists() or not (out / SUMMARY).exists():
+        raise GroklabError(f"{out}: the training is not finished (INCOMPLETE); run it to the end first")
+    cfg = TrainConfig.from_dict(head["config"])
+    w = {k[len("coconut."):]: v for k, v in load_file(out / WEIGHTS).items() if k.startswith("coconut.")}
+    if not w:
+        raise GroklabError(f"{out}/{WEIGHTS}: no coconut arm in this run (arms: {', '.join(cfg.arms)})")
+    model = GPT(cfg.gpt, seed=cfg.seed)
+    model.load_state_dict(w)
+    model.eval()
+    probes = _probes(cfg, model)
+    write_json(out / PROBES, probes)
+    summary = {**read_json(out / SUMMARY, str(out)), **_probe_summary(probes)}
+    write_json(out / SUMMARY, summary)
     return summary
