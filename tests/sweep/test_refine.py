@@ -122,6 +122,7 @@ def test_cli_sweep_runs_the_refinement_and_status_shows_the_brackets(tmp_path, m
     text = capsys.readouterr().out
     assert "[23, 24]" in text and "[61, 63]" in text and f"Z11 ({tmp_path / 'Z11'})" in text
     assert [p["group"] for p in json.loads((tmp_path / "joint" / "fit.json").read_text())["points"]] == ["Z7", "Z11"]
+    assert (tmp_path / "joint" / "phase.png").stat().st_size > 10_000
     assert cli_main(["sweep", "--analyze", str(tmp_path / "Z7"), str(tmp_path / "Z7")]) != 0
     assert "is given twice" in capsys.readouterr().err
     assert cli_main(["sweep", "--analyze", str(tmp_path / "r"), str(tmp_path / "Z7")]) != 0

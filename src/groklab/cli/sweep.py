@@ -125,7 +125,15 @@ def _analyze_joint(dirs: list[Path], out: Path | None) -> int:
     if out is not None:
         from groklab.sweep.scaling import _clean
 
+        import pyarrow as pa
+
+        from groklab.sweep.scaling import phase_figure
+
         out.mkdir(parents=True, exist_ok=True)
         record.write_json(out / "fit.json", _clean(fit))
-        print(f"wrote {out / 'fit.json'}")
+        # one index for the figure; a field only some folders record would split it into series
+        tables = [t.drop_columns([c for c in fit["unrecorded"] if c in t.column_names]) for t in indices.values()]
+        fig = phase_figure(pa.concat_tables(tables, promote_options="default"), fit)
+        record.atomic_write(out / "phase.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        print(f"wrote {out / 'fit.json'}, {out / 'phase.png'}")
     return 0
