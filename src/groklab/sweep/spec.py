@@ -16,7 +16,8 @@ RunConfig field by its bare name (`RunConfig.field_names()`), plus `seed`, the m
 A member is one network: its id is a stable hash of its flat config (`member_id`). Members that
 differ only in seed, lr, wd and training set (frac / n_train / crit_mult / split_seed) are packed
 into one engine Job (ensemble) and train as one tensor program (`plan_jobs`). The sweep folder
-format is in docs/formats.md and `sweep_store`; running in `sweep_exec`; display in `sweep_view`.
+format is in docs/formats.md and sweep/store.py; running in sweep/execute.py (driver), sweep/job.py (one job)
+and sweep/executors.py (local, Ray); display in sweep/view.py.
 
 Python: `run_sweep(spec, out)` -> `SweepResult` (index as a table, fit.json as a dict).
 """
