@@ -106,7 +106,6 @@ def _analyze_joint(dirs: list[Path], out: Path | None) -> int:
 
     from groklab.sweep.scaling import analyze_joint, format_fit
     from groklab.sweep.store import INDEX, Store
-    from groklab.train import record
 
     if len(set(d.resolve() for d in dirs)) < len(dirs):
         raise GroklabError(f"--analyze: a folder is given twice ({', '.join(map(str, dirs))})")
@@ -116,24 +115,12 @@ def _analyze_joint(dirs: list[Path], out: Path | None) -> int:
         if not (d / INDEX).exists():
             raise GroklabError(f"--analyze {d}: no finished member yet (no {INDEX})")
         indices[str(d)] = pq.read_table(d / INDEX)
-    fit = analyze_joint(indices)
+    fit = analyze_joint(indices, out)
     print(format_fit(fit))
     print("groups from: " + ", ".join(f"{p['group']} ({p['sweep']})" for p in fit["points"]))
     for k, u in fit["unrecorded"].items():
         print(f"note: {k} = {u['value']!r} in {', '.join(u['recorded_by'])}; not recorded by {', '.join(u['not_recorded_by'])} "
               "(an older groklab): check it there before trusting the joint fit")
     if out is not None:
-        from groklab.sweep.scaling import _clean
-
-        import pyarrow as pa
-
-        from groklab.sweep.scaling import phase_figure
-
-        out.mkdir(parents=True, exist_ok=True)
-        record.write_json(out / "fit.json", _clean(fit))
-        # one index for the figure; a field only some folders record would split it into series
-        tables = [t.drop_columns([c for c in fit["unrecorded"] if c in t.column_names]) for t in indices.values()]
-        fig = phase_figure(pa.concat_tables(tables, promote_options="default"), fit)
-        record.atomic_write(out / "phase.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
         print(f"wrote {out / 'fit.json'}, {out / 'phase.png'}")
     return 0

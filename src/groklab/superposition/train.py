@@ -136,7 +136,6 @@ def accuracy(model: GPT, arm: str, graphs: list[Graph], cfg: TrainConfig, chunk:
 
 def arm_loss(model: GPT, h: torch.Tensor, b, cfg: TrainConfig, arm: str, stage: int) -> torch.Tensor:
     """Mean loss over the supervised positions of a batch; h (B, T, d) final hidden states."""
-    sel = b.targets != IGNORE
     if arm == "coconut" and cfg.coconut_loss == "bfs" and stage < cfg.depth:
         # one supervised position per row (the last); its hop stage+1 frontier is the target set
         logp = model.logits(h[:, -1]).log_softmax(-1)  # (B, V)
@@ -144,6 +143,7 @@ def arm_loss(model: GPT, h: torch.Tensor, b, cfg: TrainConfig, arm: str, stage: 
         for i, g in enumerate(b.graphs):
             mask[i, frontier_tokens(g, stage + 1)] = True
         return -torch.logsumexp(logp.masked_fill(~mask, float("-inf")), -1).mean()
+    sel = b.targets != IGNORE
     return F.cross_entropy(model.logits(h[sel]), b.targets[sel])
 
 

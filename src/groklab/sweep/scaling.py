@@ -264,8 +264,6 @@ def analyze(index, out: str | Path | None = None, *, threshold: float = science.
     fit.json: {"c", "c_ci95"} of n = c·M ln M (top level, as the report reads it), "li2_c",
     "mlogm" and "power_law" fits, "points" (per group: n_crit, bracket, censored, frac_crit, li2_n,
     ratio_li2), "series" (one entry per series when a config field other than the size varies)."""
-    from groklab.train import record
-
     pts = critical_points(index, threshold=threshold)
     keys = list(dict.fromkeys(repr(p["series"]) for p in pts))
     series = []
@@ -273,17 +271,29 @@ def analyze(index, out: str | Path | None = None, *, threshold: float = science.
         sp = [p for p in pts if repr(p["series"]) == k]
         series.append({"series": sp[0]["series"], "points": sp, **fit_scaling(sp)})
     first = series[0] if series else {"points": [], "mlogm": None, "power_logm": None, "power_law": None, "series": None}
-    ml = first["mlogm"] or {}
-    fit = {"kind": "groklab.fit", "version": 1, "rule": science.CRITICAL_RULE, "threshold": threshold, "quorum": QUORUM,
-           "li2_c": science.CRITICAL_CONST, "c": ml.get("c"), "c_ci95": ml.get("c_ci95"),
-           "mlogm": first["mlogm"], "power_logm": first["power_logm"], "power_law": first["power_law"], "points": first["points"],
-           "series": series if len(series) > 1 else None}
+    fit = _fit_doc(first, threshold, series if len(series) > 1 else None)
     if out is not None:
-        out = Path(out)
-        record.write_json(out / "fit.json", _clean(fit))
-        fig = phase_figure(index, fit)
-        record.atomic_write(out / "phase.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        _write(Path(out), fit, index)
     return fit
+
+
+def _fit_doc(fits: dict, threshold: float, series: list | None) -> dict:
+    """fit.json's content: the header, c at the top level (as the report reads it), the fits and points."""
+    ml = fits["mlogm"] or {}
+    return {"kind": "groklab.fit", "version": 1, "rule": science.CRITICAL_RULE, "threshold": threshold, "quorum": QUORUM,
+            "li2_c": science.CRITICAL_CONST, "c": ml.get("c"), "c_ci95": ml.get("c_ci95"),
+            "mlogm": fits["mlogm"], "power_logm": fits["power_logm"], "power_law": fits["power_law"],
+            "points": fits["points"], "series": series}
+
+
+def _write(out: Path, fit: dict, index) -> None:
+    """fit.json and phase.png into `out`, each atomically."""
+    from groklab.train import record
+
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_json(out / "fit.json", _clean(fit))
+    fig = phase_figure(index, fit)
+    record.atomic_write(out / "phase.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def recipe_of(index) -> dict[str, Any]:
@@ -300,9 +310,11 @@ def recipe_of(index) -> dict[str, Any]:
     return out
 
 
-def analyze_joint(indices: dict[str, Any], *, threshold: float = science.GENERALIZED_ACC) -> dict:
+def analyze_joint(indices: dict[str, Any], out: str | Path | None = None, *,
+                  threshold: float = science.GENERALIZED_ACC) -> dict:
     """One scaling fit over the groups of several sweep folders run with the same recipe (e.g. a
-    refinement extended by new groups in a folder of its own). indices: {folder name: index}.
+    refinement extended by new groups in a folder of its own). indices: {folder name: index}
+    (pyarrow Tables when `out` is given: then fit.json and phase.png are written there).
 
     Refuses (GroklabError) when a group is in two folders or a recipe field recorded by two folders
     differs, or varies inside one (a fit mixes one recipe). A field recorded by only some folders
@@ -331,12 +343,15 @@ def analyze_joint(indices: dict[str, Any], *, threshold: float = science.GENERAL
             source[p["group"]] = name
             points.append({**p, "sweep": name})
     points.sort(key=lambda p: (p["order"], p["group"]))
-    f = fit_scaling(points)
-    ml = f["mlogm"] or {}
-    return {"kind": "groklab.fit", "version": 1, "rule": science.CRITICAL_RULE, "threshold": threshold, "quorum": QUORUM,
-            "li2_c": science.CRITICAL_CONST, "c": ml.get("c"), "c_ci95": ml.get("c_ci95"), **f, "points": points,
-            "series": None, "sweeps": list(indices), "recipe": {k: v for r in recipes.values() for k, v in r.items()},
-            "unrecorded": unrecorded}
+    fit = {**_fit_doc({**fit_scaling(points), "points": points}, threshold, None), "sweeps": list(indices),
+           "recipe": {k: v for r in recipes.values() for k, v in r.items()}, "unrecorded": unrecorded}
+    if out is not None:
+        import pyarrow as pa
+
+        # one index for the figure; a field only some folders record would split it into series
+        tables = [t.drop_columns([c for c in unrecorded if c in t.column_names]) for t in indices.values()]
+        _write(Path(out), fit, pa.concat_tables(tables, promote_options="default"))
+    return fit
 
 
 def _clean(o: Any) -> Any:
